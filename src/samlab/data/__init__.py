@@ -1,0 +1,1 @@
+"""Data layer: readers, sampling, transforms, batches, datasets and data modules."""

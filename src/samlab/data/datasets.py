@@ -1,0 +1,145 @@
+"""Torch datasets over readers: reader → clip sampler → transform, with seeding and bad-sample handling.
+
+Every sample draws its randomness from a generator seeded by ``(seed, epoch, rank, worker, index, attempt)``: the
+:class:`SeededSampler` hands the dataset ``(index, epoch, rank)`` triples, so augmentations differ across epochs,
+ranks and DataLoader workers yet a run is reproducible, with or without persistent workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, DistributedSampler, get_worker_info
+
+from samlab.data.batch import VideoBatch, collate_clips
+from samlab.data.formats.base import Video
+from samlab.data.sampling import Clip, ClipSampler, load_clip
+from samlab.errors import DataError
+
+log = logging.getLogger(__name__)
+
+ClipTransformFn = Callable[[Clip, np.random.Generator], Clip]
+SampleKey = tuple[int, int, int]
+
+
+class SkippedSample:
+    """Marker returned by :class:`ClipDataset` in place of a bad sample when ``skip_bad_samples`` is on."""
+
+    def __init__(self, error: DataError) -> None:
+        self.error = error
+
+
+class ClipDataset(Dataset):
+    """Clips of the videos (or images) of a reader.
+
+    ``videos``: a reader (any ``Sequence[Video]``); ``sampler``: which frames/objects make a clip; ``transform``:
+    a callable ``(clip, rng) -> clip`` producing ``[3, S, S]`` float frames (see :mod:`samlab.data.transforms`).
+    ``repeat``: each video appears ``repeat`` times per epoch (SAM 2's ``multiplier``).
+    With ``skip_bad_samples=False`` (default) a bad sample raises its :class:`DataError` (which names the file);
+    with True, the sample is replaced by another randomly chosen one (up to ``max_skip_retries``), the problem is
+    logged with its file, and the count reaches the batch as ``VideoBatch.num_skipped``.
+    Items are indexed by an ``int`` or by the ``(index, epoch, rank)`` keys of :class:`SeededSampler`.
+    """
+
+    def __init__(
+        self,
+        videos: Sequence[Video],
+        sampler: ClipSampler,
+        transform: ClipTransformFn | None = None,
+        repeat: int = 1,
+        seed: int = 0,
+        skip_bad_samples: bool = False,
+        max_skip_retries: int = 20,
+    ) -> None:
+        if len(videos) == 0:
+            raise ValueError("ClipDataset got a reader with no videos or images")
+        self.videos = videos
+        self.sampler = sampler
+        self.transform = transform
+        self.repeat = repeat
+        self.seed = seed
+        self.skip_bad_samples = skip_bad_samples
+        self.max_skip_retries = max_skip_retries
+
+    def __len__(self) -> int:
+        return len(self.videos) * self.repeat
+
+    def _rng(self, index: int, epoch: int, rank: int, attempt: int) -> np.random.Generator:
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        return np.random.default_rng([self.seed, epoch, rank, worker, index, attempt])
+
+    def load(self, index: int, rng: np.random.Generator) -> Clip:
+        """Sample, read and transform the clip of item ``index`` with ``rng`` (raises :class:`DataError`)."""
+        video = self.videos[index % len(self.videos)]
+        clip = load_clip(video, self.sampler.sample(video, rng))
+        if self.transform is not None:
+            clip = self.transform(clip, rng)
+        return clip
+
+    def __getitem__(self, key: int | SampleKey) -> Clip | tuple[Clip, int]:
+        index, epoch, rank = (key, 0, 0) if isinstance(key, int) else key
+        if not self.skip_bad_samples:
+            return self.load(index, self._rng(index, epoch, rank, 0))
+        skipped = 0
+        current = index
+        for attempt in range(self.max_skip_retries + 1):
+            rng = self._rng(index, epoch, rank, attempt)
+            try:
+                return self.load(current, rng), skipped
+            except DataError as err:
+                skipped += 1
+                log.warning("skipping bad sample (%d so far in this item): %s", skipped, err)
+                current = int(rng.integers(0, len(self)))
+        raise DataError(
+            "dataset", f"{self.max_skip_retries + 1} samples in a row were bad; the data set is likely broken"
+        )
+
+
+def collate_samples(items: Sequence[Clip | tuple[Clip, int]]) -> VideoBatch:
+    """Collate :class:`ClipDataset` items (clips, or ``(clip, skipped)`` pairs) into a :class:`VideoBatch`."""
+    clips: list[Clip] = []
+    skipped = 0
+    for item in items:
+        if isinstance(item, tuple):
+            clip, count = item
+            skipped += count
+        else:
+            clip = item
+        clips.append(clip)
+    return collate_clips(clips, num_skipped=skipped)
+
+
+class SeededSampler(DistributedSampler):
+    """A DDP-aware sampler that yields ``(index, epoch, rank)`` keys instead of bare indices.
+
+    It partitions (and, when ``shuffle``, permutes with ``seed + epoch``) the dataset like
+    :class:`~torch.utils.data.DistributedSampler`; Lightning keeps it as is under DDP and calls ``set_epoch``.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
+
+    def __iter__(self) -> Iterator[SampleKey]:  # type: ignore[override]
+        for index in super().__iter__():
+            yield (int(index), self.epoch, self.rank)
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators per worker for third-party code that uses them."""
+    import random
+
+    base = torch.initial_seed() % 2**32
+    random.seed(base + worker_id)
+    np.random.seed((base + worker_id) % 2**32)

@@ -1,0 +1,1 @@
+"""Dataset readers of the real on-disk formats (numpy + pycocotools, no torch)."""

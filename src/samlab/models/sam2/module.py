@@ -1,0 +1,198 @@
+"""``SAM2VideoModule``: SAM 2 / 2.1 video fine-tuning (the official recipe) and semi-supervised VOS evaluation.
+
+The torch work lives in :mod:`samlab.models.sam2.vos` (training forward with simulated prompts, VOS inference) and
+:mod:`samlab.models.sam2.model` (building, checkpoints, freezing, LoRA); this module only wires them to Lightning.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_warn
+
+from samlab.data.batch import VideoBatch
+from samlab.losses import CORE_LOSS_KEY, SAM2Loss
+from samlab.metrics.vos import JandF
+from samlab.models.sam2.model import add_lora, build_sam2_model, freeze, load_checkpoint
+from samlab.models.sam2.optim import cosine_schedule, sam2_param_groups
+from samlab.models.sam2.prompts import PromptConfig
+from samlab.models.sam2.vos import VideoPrediction, forward_training, predict_batch, segment_batch
+
+
+class SAM2VideoModule(LightningModule):
+    """Fine-tune a SAM 2 model on video clips and evaluate it by semi-supervised VOS (J&F).
+
+    Training batches are :class:`VideoBatch` clips at ``image_size`` × ``image_size``; validation, test and predict
+    batches are whole videos, one per batch (``B = 1``). Defaults follow SAM 2's MOSE fine-tuning recipe; gradient
+    clipping (0.1 there) is the Trainer's ``gradient_clip_val``.
+
+    Args:
+        variant: SAM 2 model (``"sam2.1_hiera_t"`` … ``"sam2.1_hiera_l"``, ``"sam2_hiera_*"`` for SAM 2.0).
+        image_size: square input side in pixels (multiple of 32), linked to the data's image size by the CLI.
+        checkpoint: official SAM 2 checkpoint (or a bare state dict, or a samlab Lightning checkpoint) to start from;
+            None trains from random init.
+        freeze_image_encoder / freeze_prompt_encoder / freeze_mask_decoder / freeze_memory: stop training these
+            parts (``memory``: memory attention, memory encoder and memory / object-pointer embeddings).
+        lora_rank: when set, train LoRA adapters of this rank on the Hiera attention linears instead of the whole
+            image encoder (which is then frozen except the adapters).
+        lora_alpha: LoRA scaling numerator (scale = alpha / rank).
+        drop_path_rate: stochastic depth of the Hiera trunk in training (0.1 in the recipe).
+        model_overrides: extra hydra overrides of the model config (``"++model.num_maskmem=5"``).
+        prompts: training-time prompt simulation; ``PromptConfig()`` (the MOSE recipe) when None.
+        loss_weights: ``SAM2Loss`` weights (``loss_mask``, ``loss_dice``, ``loss_iou``, ``loss_class``); the recipe's
+            20 / 1 / 1 / 1 when None.
+        lr: peak learning rate outside the image encoder.
+        vision_lr: peak learning rate of the image encoder (before layer decay).
+        weight_decay: AdamW weight decay (not on biases and LayerNorms).
+        layer_decay: per-block learning-rate decay over the Hiera trunk.
+        warmup_steps: linear warm-up steps (cut to fit runs shorter than that).
+        min_lr_ratio: final learning rate of the cosine schedule as a fraction of the peak.
+        val_skip_first_last: leave the first and last frame of each video out of J&F (DAVIS / SA-V protocol).
+        non_overlapping: in VOS, give each pixel to at most one object (the highest logit), as label-map benchmarks.
+    """
+
+    def __init__(
+        self,
+        variant: str = "sam2.1_hiera_b+",
+        image_size: int = 1024,
+        checkpoint: str | None = None,
+        freeze_image_encoder: bool = False,
+        freeze_prompt_encoder: bool = False,
+        freeze_mask_decoder: bool = False,
+        freeze_memory: bool = False,
+        lora_rank: int | None = None,
+        lora_alpha: int = 16,
+        drop_path_rate: float = 0.1,
+        model_overrides: list[str] | None = None,
+        prompts: PromptConfig | None = None,
+        loss_weights: dict[str, float] | None = None,
+        lr: float = 5e-6,
+        vision_lr: float = 3e-6,
+        weight_decay: float = 0.1,
+        layer_decay: float = 0.9,
+        warmup_steps: int = 0,
+        min_lr_ratio: float = 0.1,
+        val_skip_first_last: bool = False,
+        non_overlapping: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["prompts"])
+        if isinstance(prompts, dict):  # as stored in the hyper-parameters of a checkpoint
+            prompts = PromptConfig(**prompts)
+        self.prompts = prompts if prompts is not None else PromptConfig()
+        # Stored as a plain dict so that checkpoints stay loadable with torch.load(weights_only=True).
+        self.hparams["prompts"] = vars(self.prompts).copy()
+        self.model = build_sam2_model(
+            variant,
+            image_size=image_size,
+            train=True,
+            overrides=tuple(model_overrides or ()),
+            drop_path_rate=drop_path_rate,
+        )
+        if checkpoint is not None:
+            load_checkpoint(self.model, checkpoint)
+        freeze(
+            self.model,
+            image_encoder=freeze_image_encoder,
+            prompt_encoder=freeze_prompt_encoder,
+            mask_decoder=freeze_mask_decoder,
+            memory=freeze_memory,
+        )
+        if lora_rank is not None:
+            add_lora(self.model, rank=lora_rank, alpha=lora_alpha)
+        self.loss = SAM2Loss(weight_dict=loss_weights, pred_obj_scores=self.model.pred_obj_scores)
+        self.val_scores = JandF(skip_first_last=val_skip_first_last)
+        self.test_scores = JandF(skip_first_last=val_skip_first_last)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Move a :class:`VideoBatch` with its own ``to``; anything else the Lightning way."""
+        if isinstance(batch, VideoBatch):
+            return batch.to(device)
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def training_step(self, batch: VideoBatch, batch_idx: int) -> torch.Tensor | None:
+        """SAM 2's training forward and loss on a batch of clips; returns the weighted loss.
+
+        Returns None (the step is skipped, with a warning) when the batch has no object or no frame was predicted.
+        """
+        clips = forward_training(self.model, batch, self.prompts, training=True)
+        if not clips:
+            rank_zero_warn(f"training batch {batch_idx} ({batch.video_names}) has no object; step skipped")
+            return None
+        # SAM2Loss divides by the objects of its call; weighting each clip by its share of the batch's objects
+        # gives the loss of the whole batch (exactly upstream's for one clip per batch).
+        losses: dict[str, torch.Tensor] = {}
+        for clip in clips:
+            clip_losses = self.loss(clip.frames, batch.masks[:, clip.objects])
+            share = clip.objects.numel() / batch.num_objects
+            for key, value in clip_losses.items():
+                losses[key] = losses.get(key, 0.0) + value * share
+        loss = losses[CORE_LOSS_KEY]
+        if not loss.requires_grad:
+            rank_zero_warn(
+                f"training batch {batch_idx} ({batch.video_names}): every frame was given its GT mask as prompt, "
+                "nothing to learn; step skipped (use clips longer than num_init_cond_frames_for_train)"
+            )
+            return None
+        if not torch.isfinite(loss):
+            values = ", ".join(f"{key}={float(value):.4g}" for key, value in losses.items())
+            raise FloatingPointError(
+                f"non-finite training loss at step {self.global_step} on videos {batch.video_names}: {values}"
+            )
+        size = batch.batch_size
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log_dict({f"train/{k}": v for k, v in losses.items() if k != CORE_LOSS_KEY}, batch_size=size)
+        self.log("data/skipped", float(batch.num_skipped), reduce_fx="sum", batch_size=size)
+        if self._trainer is not None and self.trainer.optimizers:
+            self.log("train/lr", max(g["lr"] for g in self.trainer.optimizers[0].param_groups), batch_size=size)
+        return loss
+
+    def validation_step(self, batch: VideoBatch, batch_idx: int) -> None:
+        """Semi-supervised VOS of one video at the batch's frame size, scored into ``val/J&F``."""
+        pred = segment_batch(self.model, batch, non_overlapping=self.hparams.non_overlapping)
+        self.val_scores.update(pred, batch.masks, batch.video_names[0])
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/J``, ``val/F`` and ``val/J&F`` (percent) over the epoch's videos."""
+        self._log_scores(self.val_scores, "val")
+
+    def test_step(self, batch: VideoBatch, batch_idx: int) -> None:
+        """As :meth:`validation_step`, scored into ``test/J&F``."""
+        pred = segment_batch(self.model, batch, non_overlapping=self.hparams.non_overlapping)
+        self.test_scores.update(pred, batch.masks, batch.video_names[0])
+
+    def on_test_epoch_end(self) -> None:
+        """Log ``test/J``, ``test/F`` and ``test/J&F`` (percent)."""
+        self._log_scores(self.test_scores, "test")
+
+    def predict_step(self, batch: VideoBatch, batch_idx: int, dataloader_idx: int = 0) -> VideoPrediction:
+        """VOS masks of one video at its original resolution (on CPU), with object ids and frame numbers."""
+        prediction = predict_batch(self.model, batch, non_overlapping=self.hparams.non_overlapping)
+        prediction.masks = prediction.masks.cpu()
+        prediction.object_ids = prediction.object_ids.cpu()
+        prediction.frame_indices = prediction.frame_indices.cpu()
+        return prediction
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW on SAM 2's parameter groups with a per-step cosine schedule over the whole run."""
+        hp = self.hparams
+        groups = sam2_param_groups(
+            self.model, lr=hp.lr, vision_lr=hp.vision_lr, weight_decay=hp.weight_decay, layer_decay=hp.layer_decay
+        )
+        optimizer = torch.optim.AdamW(groups)
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ValueError("the cosine schedule needs a finite run: set trainer max_steps or max_epochs")
+        total = max(int(total), 1)
+        scheduler = cosine_schedule(
+            optimizer, total_steps=total, warmup_steps=min(hp.warmup_steps, total - 1), min_lr_ratio=hp.min_lr_ratio
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _log_scores(self, metric: JandF, stage: str) -> None:
+        scores = metric.compute()
+        self.log_dict({f"{stage}/{key}": value.float() for key, value in scores.items()}, sync_dist=False)
+        metric.reset()

@@ -1,0 +1,1 @@
+"""Dataset tools behind ``samlab data ...``: conversions, frame extraction."""

@@ -1,0 +1,175 @@
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from samlab.data.batch import VideoBatch
+from samlab.data.datamodules import (
+    COCODataModule,
+    MixedDataModule,
+    MixedLoader,
+    MOSEDataModule,
+    SA1BDataModule,
+    SAVDataModule,
+    SynthVideoDataModule,
+)
+from samlab.data.datasets import ClipDataset, SeededSampler, collate_samples
+from samlab.data.formats.davis import DAVISReader
+from samlab.data.sampling import ClipSampler
+from samlab.data.transforms import EvalTransform
+from samlab.errors import DataError
+
+SMALL = {"image_size": 32, "num_workers": 0, "seed": 0}
+
+
+class BatchProbe(L.LightningModule):
+    """Records the shapes of the batches it sees; its loss is a real function of the images."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.seen: list[tuple] = []
+
+    def training_step(self, batch: VideoBatch, batch_idx: int) -> torch.Tensor:
+        self.seen.append(("train", tuple(batch.images.shape), tuple(batch.masks.shape)))
+        return (self.scale * batch.images.mean()) ** 2
+
+    def validation_step(self, batch: VideoBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.seen.append(("val", tuple(batch.images.shape), tuple(batch.masks.shape)))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def _fit(datamodule) -> BatchProbe:
+    probe = BatchProbe()
+    trainer = L.Trainer(
+        fast_dev_run=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    trainer.fit(probe, datamodule=datamodule)
+    return probe
+
+
+def test_mose_datamodule_fast_dev_run(mose_root):
+    dm = MOSEDataModule(root=str(mose_root), val_root=str(mose_root), num_frames=4, batch_size=2, **SMALL)
+    probe = _fit(dm)
+    train = [s for s in probe.seen if s[0] == "train"]
+    val = [s for s in probe.seen if s[0] == "val"]
+    # 3 videos in batches of 2: a full batch, then the last video alone
+    assert [s[1] for s in train] == [(4, 2, 3, 32, 32), (4, 1, 3, 32, 32)]
+    assert [s[2][0] for s in train] == [4, 4] and 2 <= train[0][2][1] <= 6  # 1..3 objects per clip
+    assert val and all(s[1][0] == 8 and s[1][1] == 1 for s in val)  # whole 8-frame videos
+
+
+def test_sav_datamodule_fast_dev_run(sav_root, sav_val_root):
+    dm = SAVDataModule(root=str(sav_root), val_root=str(sav_val_root), num_frames=3, **SMALL)
+    probe = _fit(dm)
+    assert any(s[0] == "train" and s[1][0] == 3 for s in probe.seen)
+    assert any(s[0] == "val" and s[1][0] == 5 for s in probe.seen)
+
+
+def test_image_datamodules_fast_dev_run(sa1b_root, coco_root):
+    for dm in (
+        SA1BDataModule(root=str(sa1b_root), val_root=str(sa1b_root), batch_size=2, **SMALL),
+        COCODataModule(
+            ann_file=str(next((coco_root / "annotations").glob("*.json"))),
+            image_root=str(coco_root / "images"),
+            batch_size=2,
+            **SMALL,
+        ),
+    ):
+        probe = _fit(dm)
+        assert any(s[0] == "train" and s[1][:2] == (1, 2) for s in probe.seen)
+
+
+def test_mixed_datamodule_alternates_images_and_videos(mose_root, sa1b_root):
+    images = SA1BDataModule(root=str(sa1b_root), batch_size=2, **SMALL)
+    videos = MOSEDataModule(root=str(mose_root), val_root=str(mose_root), num_frames=3, **SMALL)
+    mixed = MixedDataModule([images, videos], weights=[1.0, 1.0], image_size=32)
+    probe = BatchProbe()
+    L.Trainer(
+        max_steps=5,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=1,
+    ).fit(probe, datamodule=mixed)
+    kinds = {s[1][0] for s in probe.seen if s[0] == "train"}
+    assert kinds == {1, 3}  # image batches (T=1) and video batches (T=3)
+
+
+def test_mixed_loader_weights_and_epoch_seed():
+    loaders = [list(range(100)), [f"v{i}" for i in range(100)]]
+
+    class Listish(list):
+        sampler = type("S", (), {"set_epoch": lambda self, e: None})()
+
+    mixed = MixedLoader([Listish(loaders[0]), Listish(loaders[1])], weights=[3.0, 1.0], seed=0)
+    assert len(mixed) == 200
+    first = list(mixed)[:100]
+    share = sum(isinstance(x, int) for x in first) / 100
+    assert 0.65 < share < 0.85
+    assert sorted(x for x in list(mixed) if isinstance(x, int)) == list(range(100))  # every batch, once
+    again = list(mixed)[:100]
+    assert again == first
+    mixed.sampler.set_epoch(1)
+    assert list(mixed)[:100] != first
+
+
+def test_seeding_reproducible_and_differs_per_epoch_rank(mose_root):
+    reader = DAVISReader(mose_root)
+    dataset = ClipDataset(reader, ClipSampler(3, 2), EvalTransform(resolution=16), seed=5)
+    a = dataset[(1, 0, 0)]
+    assert torch.equal(torch.stack(a.frames), torch.stack(dataset[(1, 0, 0)].frames))
+    assert a.frame_indices == dataset[(1, 0, 0)].frame_indices
+    starts = {tuple(dataset[(1, epoch, rank)].frame_indices) for epoch in range(4) for rank in range(3)}
+    assert len(starts) > 1
+    sampler = SeededSampler(dataset, num_replicas=2, rank=1, shuffle=True, seed=0)
+    sampler.set_epoch(3)
+    keys = list(sampler)
+    assert all(epoch == 3 and rank == 1 for _, epoch, rank in keys)
+    other = SeededSampler(dataset, num_replicas=2, rank=0, shuffle=True, seed=0)
+    other.set_epoch(3)
+    assert not {k[0] for k in keys} & {k[0] for k in other} or len(dataset) % 2  # disjoint shards
+
+
+def test_bad_sample_raises_or_is_skipped_and_counted(mose_root, tmp_path, caplog):
+    import shutil
+
+    root = tmp_path / "mose"
+    shutil.copytree(mose_root, root)
+    video = sorted((root / "JPEGImages").iterdir())[0]
+    for frame in video.iterdir():
+        frame.write_bytes(frame.read_bytes()[:-30])  # every frame of the first video truncated
+    reader = DAVISReader(root)
+    strict = ClipDataset(reader, ClipSampler(3, 2), EvalTransform(resolution=16))
+    with pytest.raises(DataError, match="truncated JPEG"):
+        strict[0]
+    lenient = ClipDataset(reader, ClipSampler(3, 2), EvalTransform(resolution=16), skip_bad_samples=True)
+    items = [lenient[(0, 0, 0)], lenient[(1, 0, 0)]]
+    batch = collate_samples(items)
+    assert batch.num_skipped >= 1
+    assert video.name not in batch.video_names
+    assert "skipping bad sample" in caplog.text and "truncated JPEG" in caplog.text
+
+
+def test_short_video_error_names_the_video(mose_root):
+    dataset = ClipDataset(DAVISReader(mose_root), ClipSampler(num_frames=20), EvalTransform(resolution=16))
+    with pytest.raises(DataError, match="fewer than num_frames=20"):
+        dataset[0]
+
+
+def test_synth_video_datamodule_writes_once(tmp_path):
+    dm = SynthVideoDataModule(
+        root=str(tmp_path / "q"), train_videos=2, val_videos=1, frames=4, frame_size=(32, 40), num_frames=2, **SMALL
+    )
+    dm.prepare_data()
+    assert len(list((tmp_path / "q" / "train" / "JPEGImages").iterdir())) == 2
+    stamp = (tmp_path / "q" / "val" / "JPEGImages").stat().st_mtime_ns
+    dm.prepare_data()
+    assert (tmp_path / "q" / "val" / "JPEGImages").stat().st_mtime_ns == stamp
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.images.shape == (2, 1, 3, 32, 32)
+    assert np.isfinite(batch.images.numpy()).all()
