@@ -15,34 +15,11 @@ from pathlib import Path
 TRAINING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
-def _lightning_cli(argv: Sequence[str]) -> None:
-    from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
-    from lightning.pytorch.callbacks import ModelCheckpoint
+def _lightning_cli(argv: Sequence[str] | None) -> None:
+    """Run LightningCLI on ``argv`` (None: the process's own arguments)."""
+    from samlab.lightning_cli import SamlabCLI
 
-    class SaveConfigNextToCheckpoints(SaveConfigCallback):
-        """Saves the resolved config in the log folder and in every checkpoint folder of the run."""
-
-        def save_config(self, trainer, pl_module, stage: str) -> None:  # noqa: ANN001
-            for callback in trainer.callbacks:
-                if isinstance(callback, ModelCheckpoint) and callback.dirpath and trainer.is_global_zero:
-                    Path(callback.dirpath).mkdir(parents=True, exist_ok=True)
-                    self.parser.save(
-                        self.config, Path(callback.dirpath) / self.config_filename, skip_none=False, overwrite=True
-                    )
-
-    class SamlabCLI(LightningCLI):
-        def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001
-            # Values shared by data and model are written once, on the data side.
-            parser.link_arguments("data.init_args.image_size", "model.init_args.image_size")
-
-    SamlabCLI(
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_callback=SaveConfigNextToCheckpoints,
-        save_config_kwargs={"overwrite": True},
-        args=list(argv),
-        auto_configure_optimizers=False,
-    )
+    SamlabCLI(args=None if argv is None else list(argv))
 
 
 def _data_parser(sub: argparse._SubParsersAction) -> None:
@@ -146,6 +123,17 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     index.add_argument("root", type=Path)
     index.add_argument("--file-list", type=Path)
     index.add_argument("--json", action="store_true")
+    train = tools.add_parser(
+        "train",
+        help="training frames/s and peak GPU memory of a recipe",
+        description="Run a recipe's training steps through the Trainer (no validation, checkpoints or loggers) and "
+        "print frames per second (T x B per step) and peak GPU memory after warm-up. Extra arguments are passed "
+        "to the config as CLI overrides, e.g. --data.init_args.root=... --trainer.precision=bf16-mixed.",
+    )
+    train.add_argument("--config", required=True)
+    train.add_argument("--steps", type=int, default=20, help="timed steps")
+    train.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    train.add_argument("--json", action="store_true")
 
 
 def _print(result: dict, as_json: bool) -> None:
@@ -216,6 +204,11 @@ def _run_tool(args: argparse.Namespace) -> int:
 
             _print(bench_index(args.root, format=args.format, file_list=args.file_list), args.json)
             return 0
+        if args.tool == "train":
+            from samlab.tools.bench_train import bench_train
+
+            _print(bench_train(args.config, args.steps, args.warmup, overrides=args.overrides), args.json)
+            return 0
     raise AssertionError(f"unhandled command {args.command} {args.tool}")
 
 
@@ -239,11 +232,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``samlab`` console script; returns the exit status."""
     from samlab.errors import DataError
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in TRAINING_COMMANDS:
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given and given[0] in TRAINING_COMMANDS:
         _lightning_cli(argv)
         return 0
-    args = build_tool_parser().parse_args(argv)
+    args, extra = build_tool_parser().parse_known_args(given)
+    if extra and not (args.command == "bench" and args.tool == "train"):
+        build_tool_parser().error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
     try:
         return _run_tool(args)
     except DataError as err:

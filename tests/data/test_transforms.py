@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -13,14 +14,21 @@ import yaml
 from samlab.data.batch import collate_clips
 from samlab.data.sampling import Clip
 from samlab.data.transforms import (
+    GRAY_WEIGHTS,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    SAM2_FILL,
     ClipStep,
     ClipTransform,
+    ColorJitterParams,
     EvalTransform,
+    SAM2AugmentParams,
     SAM2TrainTransform,
+    color_matrix,
+    normalize_images,
     pack_masks,
     sam2_train_transform,
+    sam2_warp_matrix,
     unpack_masks,
 )
 from samlab.tools.bench_data import bench_data
@@ -132,19 +140,6 @@ def test_masks_follow_their_frame_exactly(consistent):
                 np.testing.assert_array_equal(out.masks[t, o], np.all(pixels == colour, axis=-1))
 
 
-def test_sam2_recipe_masks_match_the_bilinear_frames():
-    clip = coloured_clip(num_frames=4)
-    out = sam2_train_transform(resolution=64, grayscale_p=0.0)(clip, np.random.default_rng(3))
-    for t, frame in enumerate(out.frames):
-        pixels = denormalize(frame).astype(int)
-        for o, colour in enumerate(COLOURS):
-            mask = out.masks[t, o]
-            assert mask.sum() > 50
-            # interior pixels of the mask keep (jittered) object colours: the colour's dominant channel stays brightest
-            inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-            assert (pixels[inner].argmax(axis=-1) == int(np.argmax(colour))).mean() > 0.95
-
-
 def corner_clip() -> Clip:
     """Object 1: a 3x3 square in the top-left corner of frame 0; object 2: a big central square on every frame,
     and object 1 again in the corner of frame 1."""
@@ -204,22 +199,247 @@ def test_clip_step_rejects_interpolated_masks():
         ClipStep(A.Resize(8, 8, mask_interpolation=cv2.INTER_LINEAR))
 
 
-def test_sam2_recipe_has_sam2s_parameters():
-    steps = SAM2TrainTransform().steps
-    flip, affine, resize, shared, gray, per_frame = (step.transform for step in steps)
-    assert [step.consistent for step in steps] == [True, True, True, True, True, False]
-    assert [step.keep_first_frame_objects for step in steps] == [False, True, False, False, False, False]
-    assert isinstance(flip, A.HorizontalFlip) and flip.p == 0.5
-    assert affine.rotate == (-25.0, 25.0) and affine.shear == {"x": (-20.0, 20.0), "y": (0.0, 0.0)}
-    assert affine.scale == {"x": (1.0, 1.0), "y": (1.0, 1.0)} and affine.translate_px == {"x": (0, 0), "y": (0, 0)}
-    assert (affine.interpolation, affine.mask_interpolation) == (cv2.INTER_LINEAR, cv2.INTER_NEAREST)
-    assert affine.fill == (123.0, 116.0, 103.0) and affine.fill_mask == 0
-    assert (resize.height, resize.width) == (1024, 1024)
-    assert shared.brightness == pytest.approx((0.9, 1.1)) and shared.contrast == pytest.approx((0.97, 1.03))
-    assert shared.saturation == pytest.approx((0.97, 1.03)) and shared.hue == (0.0, 0.0) and shared.p == 1.0
-    assert isinstance(gray, A.ToGray) and gray.p == 0.05
-    assert per_frame.brightness == pytest.approx((0.9, 1.1)) and per_frame.contrast == pytest.approx((0.95, 1.05))
-    assert per_frame.saturation == pytest.approx((0.95, 1.05)) and per_frame.hue == (0.0, 0.0)
+def fixed_params(transform: SAM2TrainTransform, num_frames: int, hflip: bool, angle: float, shear: float, **kw):
+    """SAM 2 parameters with the given geometry and identity colour (factors 1, no grayscale) unless ``kw`` says."""
+    identity = ColorJitterParams((0, 1, 2), 1.0, 1.0, 1.0)
+    return SAM2AugmentParams(
+        hflip=hflip,
+        angle=angle,
+        shear=shear,
+        shared_jitter=kw.get("shared_jitter", identity),
+        grayscale=kw.get("grayscale", False),
+        frame_jitter=kw.get("frame_jitter", (identity,) * num_frames),
+    )
+
+
+def box_clip(num_frames: int, size: tuple[int, int], boxes: list[tuple[int, int, int, int]]) -> Clip:
+    """A smooth random texture on every frame and one rectangle mask ``(top, left, bottom, right)`` per object."""
+    height, width = size
+    rng = np.random.default_rng(4)
+    texture = cv2.resize(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), (width, height))
+    masks = np.zeros((num_frames, len(boxes), height, width), dtype=bool)
+    for o, (top, left, bottom, right) in enumerate(boxes):
+        masks[:, o, top:bottom, left:right] = True
+    return make_clip([texture.copy() for _ in range(num_frames)], masks)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.mark.parametrize(("hflip", "angle", "shear"), [(False, 20.0, 0.0), (True, -15.0, 10.0), (True, 25.0, -20.0)])
+def test_fused_geometry_matches_torchvision_flip_affine_resize(hflip, angle, shear):
+    """SAM 2's own ops (torchvision hflip, affine about the centre, resize) on a mask, against the one fused warp."""
+    tvf = pytest.importorskip("torchvision.transforms.functional")
+    from torchvision.transforms import InterpolationMode
+
+    clip = box_clip(1, (96, 128), [(16, 20, 70, 90)])
+    transform = SAM2TrainTransform(resolution=80)
+    out = transform.apply(clip, fixed_params(transform, 1, hflip, angle, shear))
+    mask = torch.from_numpy(clip.masks[0, :1].astype(np.uint8))
+    if hflip:
+        mask = tvf.hflip(mask)
+    mask = tvf.affine(mask, angle=angle, translate=[0, 0], scale=1.0, shear=[shear, 0.0], fill=0.0)
+    mask = tvf.resize(mask, [80, 80], interpolation=InterpolationMode.NEAREST_EXACT)[0].numpy().astype(bool)
+    assert iou(out.masks[0, 0], mask) > 0.975
+    # same place to a fraction of a pixel: the centroids agree
+    ours, theirs = np.argwhere(out.masks[0, 0]).mean(axis=0), np.argwhere(mask).mean(axis=0)
+    np.testing.assert_allclose(ours, theirs, atol=0.3)
+
+
+@pytest.mark.parametrize(("hflip", "angle"), [(True, 20.0), (False, -12.0)])
+def test_fused_transform_matches_the_step_by_step_albumentations_pipeline(hflip, angle):
+    # square frames at the output size: the resize is the identity and both pipelines interpolate once.
+    # albumentations rotates counter-clockwise for positive angles, torchvision (and SAM 2) clockwise.
+    clip = box_clip(2, (96, 96), [(16, 20, 70, 90), (40, 8, 60, 40)])
+    steps = [
+        ClipStep(A.HorizontalFlip(p=1.0 if hflip else 0.0)),
+        ClipStep(A.Affine(rotate=(-angle, -angle), fill=SAM2_FILL, p=1.0), keep_first_frame_objects=True),
+        ClipStep(A.Resize(96, 96)),
+    ]
+    reference = ClipTransform(steps, normalize=False)(clip, np.random.default_rng(0))
+    transform = SAM2TrainTransform(resolution=96, normalize=False)
+    fused = transform.apply(clip, fixed_params(transform, 2, hflip, angle, 0.0))
+    for t in range(2):
+        for o in range(2):
+            assert iou(fused.masks[t, o], reference.masks[t, o]) > 0.98
+        difference = np.abs(fused.frames[t].numpy().astype(int) - reference.frames[t].numpy())
+        assert difference.mean() < 1.0 and np.percentile(difference, 99) <= 3
+
+
+def test_fused_masks_are_exactly_the_nearest_warp_of_each_mask():
+    # 5 frames x 9 objects = 45 masks bit-packed in 6 bytes: two int32 images, the second half empty
+    rng = np.random.default_rng(5)
+    masks = cv2.resize(rng.random((5 * 9, 6, 8)).transpose(1, 2, 0), (40, 30)).transpose(2, 0, 1) < 0.5
+    masks = masks.reshape(5, 9, 30, 40)
+    masks[0, :, 10:20, 15:25] = True  # every object visible mid-frame on frame 0: the affine is kept
+    clip = make_clip([np.zeros((30, 40, 3), np.uint8)] * 5, masks)
+    transform = SAM2TrainTransform(resolution=24)
+    out = transform.apply(clip, fixed_params(transform, 5, True, 10.0, 5.0))
+    matrix = sam2_warp_matrix((30, 40), 24, True, 10.0, 5.0)
+    for t in range(5):
+        for o in range(9):
+            # an int32 reference: OpenCV's uint8 kernel may round a coordinate tie the other way
+            expected = cv2.warpAffine(masks[t, o].astype(np.int32), matrix, (24, 24), flags=cv2.INTER_NEAREST)
+            np.testing.assert_array_equal(out.masks[t, o], expected.astype(bool))
+
+
+def test_fused_masks_follow_the_bilinear_frames():
+    clip = coloured_clip(num_frames=4)
+    out = sam2_train_transform(resolution=64, grayscale_p=0.0)(clip, np.random.default_rng(3))
+    for t, frame in enumerate(out.frames):
+        pixels = denormalize(frame).astype(int)
+        for o, colour in enumerate(COLOURS):
+            mask = out.masks[t, o]
+            assert mask.sum() > 50
+            # interior pixels of the mask keep (jittered) object colours: the colour's dominant channel stays brightest
+            inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            assert (pixels[inner].argmax(axis=-1) == int(np.argmax(colour))).mean() > 0.95
+            # and the pixels just outside are black background (or the grey fill), not the object's colour
+            outer = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~cv2.dilate(
+                mask.astype(np.uint8), np.ones((3, 3), np.uint8)
+            ).astype(bool)
+            assert (pixels[outer, int(np.argmax(colour))] < 160).mean() > 0.9
+
+
+def test_fused_first_frame_rule_drops_the_affine_but_keeps_flip_and_resize():
+    clip = corner_clip()
+    transform = SAM2TrainTransform(resolution=32)
+    out = transform.apply(clip, fixed_params(transform, 2, True, 45.0, 0.0))
+    flipped = transform.apply(clip, fixed_params(transform, 2, True, 0.0, 0.0))
+    assert out.masks[0, 0].any()
+    np.testing.assert_array_equal(out.masks, flipped.masks)
+    assert all(torch.equal(a, b) for a, b in zip(out.frames, flipped.frames, strict=True))
+    # the 3x3 corner object, flipped to the top-right corner and resized by 0.8
+    assert out.masks[0, 0, :2, -2:].all() and out.masks[0, 0].sum() <= 9 and not out.masks[0, 0, :, :-3].any()
+
+
+def test_fused_first_frame_rule_lets_later_frames_lose_objects():
+    clip = corner_clip()
+    clip.masks[0, 0] = False
+    clip.masks[0, 0, 15:20, 15:20] = True  # object 1 central on frame 0, in the corner on frame 1
+    transform = SAM2TrainTransform(resolution=40)
+    out = transform.apply(clip, fixed_params(transform, 2, False, 45.0, 0.0))
+    assert out.masks[0, 0].any() and out.masks[0, 1].any()
+    assert not out.masks[1, 0].any()  # applied: the corner object of frame 1 rotated out of view
+
+
+def test_sam2_warp_matrix_numbers():
+    # identity geometry on a square frame of the output size
+    np.testing.assert_allclose(sam2_warp_matrix((10, 10), 10, False, 0.0, 0.0), np.eye(2, 3), atol=1e-12)
+    # flip: x -> W - 1 - x; resize 20x40 -> 10x10 with half-pixel centres: x -> (x + 0.5) / 4 - 0.5,
+    # y -> (y + 0.5) / 2 - 0.5
+    np.testing.assert_allclose(sam2_warp_matrix((20, 40), 10, True, 0.0, 0.0) @ [0, 0, 1], [9.375, -0.25])
+    # 90 degrees about the centre of a 5x5 frame, clockwise on screen: the right-middle pixel goes to the bottom
+    np.testing.assert_allclose(sam2_warp_matrix((5, 5), 5, False, 90.0, 0.0) @ [4, 2, 1], [2, 4], atol=1e-12)
+    # x-shear as torchvision: a point below the centre moves left for a positive shear
+    moved = sam2_warp_matrix((5, 5), 5, False, 0.0, 45.0) @ [2, 4, 1]
+    np.testing.assert_allclose(moved, [0, 4], atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_color_matrix_matches_torchvision_step_by_step(seed):
+    tvf = pytest.importorskip("torchvision.transforms.functional")
+    rng = np.random.default_rng(seed)
+    image = cv2.resize(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), (64, 48))
+    transform = SAM2TrainTransform()
+    params = transform.sample_params(1, rng)
+    params = dataclasses.replace(params, grayscale=seed == 2)
+    ops = params.color_ops(0)
+    ours = cv2.transform(image, color_matrix(ops, cv2.mean(image)))
+    reference = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    adjust = {
+        "brightness": tvf.adjust_brightness,
+        "contrast": tvf.adjust_contrast,
+        "saturation": tvf.adjust_saturation,
+        "grayscale": lambda x, _: tvf.rgb_to_grayscale(x, num_output_channels=3),
+    }
+    for name, factor in ops:
+        reference = adjust[name](reference, factor)
+    reference = (reference * 255).permute(1, 2, 0).numpy()
+    difference = np.abs(ours - reference)
+    # rounding (0.5) everywhere; clipping once at the end instead of after each op shows only near saturation
+    assert difference.mean() < 1.0 and (difference > 1.0).mean() < 0.05
+    # without clipping the composed map is exact: torchvision's ops on an unclipped float image, clipped at the end
+    unclipped = image.astype(np.float64)
+    for name, factor in ops:
+        grey = unclipped @ np.asarray(GRAY_WEIGHTS)
+        if name == "brightness":
+            unclipped = factor * unclipped
+        elif name == "contrast":
+            unclipped = factor * unclipped + (1 - factor) * grey.mean()
+        elif name == "saturation":
+            unclipped = factor * unclipped + (1 - factor) * grey[..., None]
+        else:
+            unclipped = np.repeat(grey[..., None], 3, axis=-1)
+    # (0.5 for the final rounding, a little more for OpenCV's float32 arithmetic)
+    np.testing.assert_allclose(ours, np.clip(unclipped, 0, 255), atol=0.6)
+    if seed == 2:
+        assert (ours[..., 0] == ours[..., 1]).all() and (ours[..., 1] == ours[..., 2]).all()
+
+
+def test_color_matrix_numbers_and_unknown_ops():
+    mean = (100.0, 50.0, 20.0)
+    np.testing.assert_allclose(color_matrix([], mean), np.eye(3, 4))
+    np.testing.assert_allclose(
+        color_matrix([("brightness", 1.5)], mean), np.hstack([1.5 * np.eye(3), np.zeros((3, 1))])
+    )
+    gray_mean = 0.299 * 100 + 0.587 * 50 + 0.114 * 20
+    # brightness 2 then contrast 0.5: the contrast blends with the mean grey of the brightened image
+    expected = np.hstack([np.eye(3), np.full((3, 1), 0.5 * 2 * gray_mean)])
+    np.testing.assert_allclose(color_matrix([("brightness", 2.0), ("contrast", 0.5)], mean), expected, rtol=1e-6)
+    np.testing.assert_allclose(color_matrix([("grayscale", 1.0)], mean)[:, :3], np.tile(GRAY_WEIGHTS, (3, 1)))
+    with pytest.raises(ValueError, match="unknown colour op 'hue'"):
+        color_matrix([("hue", 0.1)], mean)
+
+
+def test_sam2_parameter_distributions():
+    transform = SAM2TrainTransform()
+    rng = np.random.default_rng(0)
+    draws = [transform.sample_params(2, rng) for _ in range(3000)]
+    angles = np.array([p.angle for p in draws])
+    shears = np.array([p.shear for p in draws])
+    assert -25 <= angles.min() < -24.5 and 24.5 < angles.max() <= 25 and abs(angles.mean()) < 1.0
+    assert -20 <= shears.min() < -19.5 and 19.5 < shears.max() <= 20 and abs(shears.mean()) < 1.0
+    # binomial: 3000 draws, 4 standard deviations
+    assert abs(np.mean([p.hflip for p in draws]) - 0.5) < 4 * np.sqrt(0.25 / 3000)
+    assert abs(np.mean([p.grayscale for p in draws]) - 0.05) < 4 * np.sqrt(0.05 * 0.95 / 3000)
+    shared = [p.shared_jitter for p in draws]
+    frame = [j for p in draws for j in p.frame_jitter]
+    assert len(draws[0].frame_jitter) == 2
+    for jitters, (b, c, s) in ((shared, (0.1, 0.03, 0.03)), (frame, (0.1, 0.05, 0.05))):
+        for name, strength in (("brightness", b), ("contrast", c), ("saturation", s)):
+            values = np.array([getattr(j, name) for j in jitters])
+            assert (
+                1 - strength <= values.min() < 1 - 0.9 * strength and 1 + 0.9 * strength < values.max() <= 1 + strength
+            )
+        orders = {j.order for j in jitters}
+        assert len(orders) == 6 and all(sorted(order) == [0, 1, 2] for order in orders)
+
+
+def test_uint8_output_and_normalize_images_match_the_float_output():
+    clip = coloured_clip(num_frames=2)
+    floats = SAM2TrainTransform(resolution=32)(clip, np.random.default_rng(9))
+    uint8 = SAM2TrainTransform(resolution=32, normalize=False)(clip, np.random.default_rng(9))
+    assert uint8.frames[0].dtype == torch.uint8 and uint8.frames[0].shape == (3, 32, 32)
+    np.testing.assert_array_equal(uint8.masks, floats.masks)
+    images = collate_clips([uint8]).images
+    assert images.dtype == torch.uint8
+    normalised = normalize_images(images)
+    assert normalised.dtype == torch.float32
+    torch.testing.assert_close(normalised[:, 0], torch.stack(floats.frames), atol=1e-5, rtol=0)
+    evaluated = EvalTransform(resolution=16, normalize=False)(clip, np.random.default_rng(0))
+    assert evaluated.frames[0].dtype == torch.uint8 and int(evaluated.frames[0].max()) == 230
+    with pytest.raises(TypeError, match="uint8"):
+        normalize_images(normalised)
+    with pytest.raises(ValueError, match=r"\[..., 3, H, W\]"):
+        normalize_images(torch.zeros(2, 4, 4, dtype=torch.uint8))
+
+
+def test_normalize_images_numbers():
+    images = torch.tensor([0, 255], dtype=torch.uint8).view(1, 1, 2).expand(3, 1, 2)
+    out = normalize_images(images, mean=(0.5, 0.0, 1.0), std=(0.5, 1.0, 0.25))
+    torch.testing.assert_close(out[:, 0], torch.tensor([[-1.0, 1.0], [0.0, 1.0], [-4.0, 0.0]]))
 
 
 def test_sam2_recipe_matches_the_official_mose_config():
@@ -231,24 +451,21 @@ def test_sam2_recipe_matches_the_official_mose_config():
     names = [t["_target_"].rsplit(".", 1)[1] for t in official]
     order = ["RandomHorizontalFlip", "RandomAffine", "RandomResizeAPI", "ColorJitter", "RandomGrayscale", "ColorJitter"]
     assert names[:6] == order and names[6:] == ["ToTensorAPI", "NormalizeAPI"]
-    flip, affine, resize, shared, gray, per_frame = SAM2TrainTransform().steps
+    flip, affine, resize, shared, gray, per_frame = official[:6]
+    ours = SAM2TrainTransform(resolution=resize["sizes"])
     training = pytest.importorskip("training.dataset.transforms")
-    assert flip.transform.p == training.RandomHorizontalFlip(consistent_transform=True).p
-    assert official[2]["square"] and isinstance(resize.transform, A.Resize)
-    assert affine.transform.rotate == (-official[1]["degrees"], official[1]["degrees"])
-    assert affine.transform.shear["x"] == (-official[1]["shear"], official[1]["shear"])
-    assert official[1]["image_interpolation"] == "bilinear" and affine.transform.interpolation == cv2.INTER_LINEAR
-    assert official[4]["p"] == gray.transform.p
-    for ours, theirs in ((shared, official[3]), (per_frame, official[5])):
-        assert ours.consistent == theirs["consistent_transform"]
-        for name in ("brightness", "contrast", "saturation"):
-            strength = theirs[name]
-            assert getattr(ours.transform, name) == pytest.approx((1 - strength, 1 + strength))
+    assert ours.hflip_p == training.RandomHorizontalFlip(consistent_transform=True).p
+    assert flip["consistent_transform"] and affine["consistent_transform"] and shared["consistent_transform"]
+    assert not per_frame["consistent_transform"] and resize["square"]
+    assert (ours.degrees, ours.shear, affine["image_interpolation"]) == (affine["degrees"], affine["shear"], "bilinear")
+    assert ours.grayscale_p == gray["p"]
+    assert ours.shared_jitter == tuple(shared[name] for name in ("brightness", "contrast", "saturation"))
+    assert ours.frame_jitter == tuple(per_frame[name] for name in ("brightness", "contrast", "saturation"))
+    assert shared["hue"] is None and per_frame["hue"] is None
     mean = official[-1]["mean"], official[-1]["std"]
     assert mean == (list(IMAGENET_MEAN), list(IMAGENET_STD))
     # SAM 2's RandomAffine default fill, image_mean=(123, 116, 103)
-    reference = training.RandomAffine(degrees=25, consistent_transform=True, shear=20)
-    assert affine.transform.fill == tuple(float(v) for v in reference.fill_img)
+    assert tuple(training.RandomAffine(degrees=25, consistent_transform=True, shear=20).fill_img) == SAM2_FILL
 
 
 def test_bench_data_reports_rates_on_a_tiny_mose_set(tmp_path):
@@ -263,5 +480,7 @@ def test_bench_data_reports_rates_on_a_tiny_mose_set(tmp_path):
     assert ms["total"] == pytest.approx(ms["read"] + ms["transform"])
     assert result["clips_per_s_per_worker"] == pytest.approx(1000 / ms["total"])
     assert 1 <= result["objects_per_clip"] <= 3
+    uint8 = bench_data(tmp_path, format="mose", num_frames=2, size=32, clips=1, seed=0, normalize=False)
+    assert (result["normalize"], uint8["normalize"]) == (True, False)
     with pytest.raises(ValueError, match="unknown format"):
         bench_data(tmp_path, format="nope")

@@ -132,6 +132,8 @@ def test_empty_and_one_sided_frames():
     assert region_boundary_scores(empty, obj) == (0.0, 0.0)
     # The official quirk: a full-frame prediction has no boundary, so against an empty GT precision = recall = 1.
     assert region_boundary_scores(np.ones((30, 40), dtype=bool), empty) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="prediction is"):
+        region_boundary_scores(empty[:, :5], empty)
 
 
 def test_cropped_scores_equal_full_frame_reference():

@@ -155,6 +155,8 @@ class MOSEDataModule(ClipDataModule):
     ``root``: training set folder; ``file_list``: optional file with one video name per line (e.g. DAVIS'
     ``ImageSets/2017/train.txt``); ``val_root``/``val_file_list``: held-out videos; ``test_*``/``predict_*`` likewise
     (prediction defaults to validation). ``per_object``: ``Annotations/<vid>/<obj:03d>/<frame>.png`` binary masks.
+    ``image_dir``/``annotation_dir``: the two folders under each root (DAVIS 2017: ``JPEGImages/480p``,
+    ``Annotations/480p``).
     Other arguments: :class:`ClipDataModule`.
     """
 
@@ -169,9 +171,13 @@ class MOSEDataModule(ClipDataModule):
         predict_root: str | None = None,
         predict_file_list: str | None = None,
         per_object: bool = False,
+        image_dir: str = "JPEGImages",
+        annotation_dir: str = "Annotations",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.image_dir = image_dir
+        self.annotation_dir = annotation_dir
         self.roots = {"train": root, "val": val_root, "test": test_root, "predict": predict_root or val_root}
         self.file_lists = {
             "train": file_list,
@@ -187,7 +193,13 @@ class MOSEDataModule(ClipDataModule):
         root = self.roots[split]
         if root is None:
             return None
-        return DAVISReader(root, file_list=self.file_lists[split], per_object=self.per_object)
+        return DAVISReader(
+            root,
+            file_list=self.file_lists[split],
+            image_dir=self.image_dir,
+            annotation_dir=self.annotation_dir,
+            per_object=self.per_object,
+        )
 
 
 class SAVDataModule(ClipDataModule):

@@ -1,25 +1,28 @@
-"""Clip transforms: albumentations steps applied to every frame of a :class:`Clip`, then normalisation.
+"""Clip transforms: turn a numpy :class:`Clip` into the training form.
 
-A :class:`ClipTransform` turns a numpy clip (``T`` frames ``[H, W, 3]`` uint8 RGB, masks ``[T, O, H, W]`` bool) into
-the training form: frames ``[3, S, S]`` float32 torch tensors normalised with ``mean``/``std``, masks
-``[T, O, S, S]`` bool **numpy** arrays (``collate_clips`` turns them into tensors).
+Every transform takes a clip (``T`` frames ``[H, W, 3]`` uint8 RGB, masks ``[T, O, H, W]`` bool) and returns frames
+``[3, S, S]`` torch tensors and masks ``[T, O, S, S]`` bool **numpy** arrays (``collate_clips`` turns them into
+tensors). Frames are float32 ``(pixel / 255 - mean) / std`` by default; with ``normalize=False`` they stay uint8, a
+quarter of the bytes through the DataLoader, and :func:`normalize_images` normalises the batch later on the device.
 
-Each :class:`ClipStep` wraps one albumentations transform. With ``consistent=True`` its random parameters are drawn
-once per clip, so every frame moves the same way (camera-consistent augmentation); with ``consistent=False`` they are
-drawn per frame. Masks always follow their frame's geometric parameters. Randomness comes only from the ``rng``
-passed to the call, so a clip transform is deterministic given ``rng``.
+Two kinds of transform:
 
-Speed: frames stay uint8 until the final normalisation, which converts and lays out ``CHW`` in one table look-up per
-channel. Masks travel bit-packed: object ``o`` of frame ``t`` is bit ``o % 8`` of plane ``t * C + o // 8`` of one
-``[T * C, H, W]`` uint8 array, ``C = ceil(O / 8)``, so one nearest-neighbour warp or resize of a plane moves up to
-eight objects at once, and exactly. That is why a step's mask interpolation must be nearest.
+* :class:`ClipTransform`, the general one: a list of :class:`ClipStep`, each wrapping one albumentations transform.
+  With ``consistent=True`` a step's random parameters are drawn once per clip, so every frame moves the same way
+  (camera-consistent augmentation); with ``consistent=False`` they are drawn per frame. Masks always follow their
+  frame's geometric parameters. Masks travel bit-packed (see :func:`pack_masks`): one nearest-neighbour warp or resize
+  of a plane moves up to eight objects at once, exactly, which is why a step's mask interpolation must be nearest.
+* :class:`SAM2TrainTransform`, SAM 2.1's MOSE fine-tuning recipe fused for speed: flip, affine and resize compose
+  into one 2x3 matrix, so each frame is warped once, straight from its size on disk to ``S x S``; the colour jitters
+  and the grayscale compose into one 3x4 matrix per frame, applied in one pass.
 
-:func:`sam2_train_transform` is SAM 2.1's MOSE fine-tuning recipe (``sam2.1_hiera_b+_MOSE_finetune.yaml``).
+Randomness comes only from the ``rng`` passed to the call, so every transform is deterministic given ``rng``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import albumentations as A
@@ -31,10 +34,19 @@ from samlab.data.sampling import Clip
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+# torchvision's (and PIL's) RGB to grey weights, used by its saturation, contrast and grayscale.
+GRAY_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
+# SAM 2 fills the border its affine brings in with image_mean=(123, 116, 103): 255 * the ImageNet mean, floored.
+SAM2_FILL: tuple[int, int, int] = (123, 116, 103)
+# The colour ops :func:`color_matrix` composes; ColorJitterParams.order indexes the first three.
+COLOR_OPS: tuple[str, ...] = ("brightness", "contrast", "saturation", "grayscale")
 
 
 def pack_masks(masks: np.ndarray) -> np.ndarray:
-    """Bit-pack ``[T, O, H, W]`` bool masks into ``[T * ceil(O / 8), H, W]`` uint8 planes (see the module docstring)."""
+    """Bit-pack ``[T, O, H, W]`` bool masks into ``[T * C, H, W]`` uint8 planes, ``C = ceil(O / 8)``.
+
+    Object ``o`` of frame ``t`` is bit ``o % 8`` of plane ``t * C + o // 8``.
+    """
     num_frames, num_objects, height, width = masks.shape
     channels = -(-num_objects // 8)
     packed = np.zeros((num_frames, channels, height, width), dtype=np.uint8)
@@ -49,18 +61,36 @@ def unpack_masks(packed: np.ndarray, num_frames: int, num_objects: int) -> np.nd
     """Inverse of :func:`pack_masks`: ``[T * C, H, W]`` uint8 planes to ``[T, O, H, W]`` bool."""
     height, width = packed.shape[1:]
     planes = packed.reshape(num_frames, -1, height, width)
-    out = np.empty((num_frames, num_objects, height, width), dtype=np.uint8)
+    out = np.empty((num_frames, num_objects, height, width), dtype=bool)
+    bits = np.empty((num_frames, height, width), dtype=np.uint8)
     for o in range(num_objects):
-        # a 256-entry table maps a packed byte to 0/1 for bit ``o``: one SIMD pass per plane, written in place
-        table = ((np.arange(256) >> (o & 7)) & 1).astype(np.uint8)
-        for t in range(num_frames):
-            cv2.LUT(planes[t, o >> 3], table, dst=out[t, o])
-    return out.view(bool)
+        # two SIMD passes over all frames at once; a 256-entry look-up table is a scalar gather, 2-3x slower
+        np.bitwise_and(planes[:, o >> 3], 1 << (o & 7), out=bits)
+        np.not_equal(bits, 0, out=out[:, o])
+    return out
 
 
 def _present(planes: np.ndarray) -> np.ndarray:
-    """Which objects show in one frame's ``[C, H, W]`` packed planes, as ``[C]`` uint8 bit sets."""
+    """Which objects show in one frame's ``[C, H, W]`` mask planes (bit-packed or 0/1), as ``[C]`` uint8 bit sets."""
     return np.bitwise_or.reduce(planes.reshape(planes.shape[0], -1), axis=1)
+
+
+def normalize_images(
+    images: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> torch.Tensor:
+    """uint8 images ``[..., 3, H, W]`` to float32 ``(x / 255 - mean) / std``, on the images' device.
+
+    ``mean``/``std``: per-channel statistics in ``[0, 1]`` units. Meant for batches of transforms built with
+    ``normalize=False`` once they are on the GPU.
+    """
+    if images.dtype != torch.uint8:
+        raise TypeError(f"normalize_images expects uint8 images, got {images.dtype}")
+    if images.ndim < 3 or images.shape[-3] != 3:
+        raise ValueError(f"normalize_images expects [..., 3, H, W] images, got shape {tuple(images.shape)}")
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=images.device).view(3, 1, 1)
+    # x * (1 / (255 std)) - mean / std: one fused multiply-add after the conversion
+    return torch.addcmul(-mean_t / std_t, images.to(torch.float32), 1.0 / (255.0 * std_t))
 
 
 class ClipStep:
@@ -141,12 +171,13 @@ class ClipStep:
 
 
 class ClipTransform:
-    """Apply ``steps`` in order to a :class:`Clip`, then normalise.
+    """Apply ``steps`` in order to a :class:`Clip`, then convert the frames to tensors.
 
-    ``mean``/``std``: per-channel statistics in ``[0, 1]`` units (ImageNet's by default). Call as
-    ``transform(clip, rng)``: returns a new clip whose ``frames`` are ``[3, S, S]`` float32 tensors
-    ``(pixel / 255 - mean) / std`` and whose ``masks`` are ``[T, O, S, S]`` bool numpy arrays; everything else is
-    kept. Frames must all have the same size, and must end the same size (use a consistent resize or crop).
+    ``mean``/``std``: per-channel statistics in ``[0, 1]`` units (ImageNet's by default). ``normalize``: frames come
+    out as float32 ``(pixel / 255 - mean) / std`` (True) or as uint8 (False; see :func:`normalize_images`). Call as
+    ``transform(clip, rng)``: returns a new clip whose ``frames`` are ``[3, S, S]`` tensors and whose ``masks`` are
+    ``[T, O, S, S]`` bool numpy arrays; everything else is kept. Frames must all have the same size, and must end the
+    same size (use a consistent resize or crop).
     """
 
     def __init__(
@@ -154,10 +185,12 @@ class ClipTransform:
         steps: Sequence[ClipStep],
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        normalize: bool = True,
     ) -> None:
         self.steps = list(steps)
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
+        self.normalize = normalize
         # normalised value of every uint8 level of every channel: normalisation is one table look-up per pixel.
         levels = np.arange(256, dtype=np.float64) / 255.0
         self._tables = [((levels - m) / s).astype(np.float32) for m, s in zip(self.mean, self.std, strict=True)]
@@ -176,38 +209,182 @@ class ClipTransform:
             masks = np.zeros((num_frames, num_objects, height, width), dtype=bool)
         else:
             masks = unpack_masks(packed, num_frames, num_objects)
-        return dataclasses.replace(clip, frames=self.normalize(frames), masks=masks)
+        return dataclasses.replace(clip, frames=self.to_tensors(frames), masks=masks)
 
-    def normalize(self, frames: Sequence[np.ndarray]) -> list[torch.Tensor]:
-        """``T`` frames ``[H, W, 3]`` uint8 to ``T`` tensors ``[3, H, W]`` float32 ``(x / 255 - mean) / std``."""
+    def to_tensors(self, frames: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """``T`` frames ``[H, W, 3]`` uint8 to ``T`` tensors ``[3, H, W]``: float32 normalised, or uint8 as they are
+        when ``normalize`` is False."""
         height, width = frames[0].shape[:2]
-        out = np.empty((len(frames), 3, height, width), dtype=np.float32)
+        out = self._new_frames(len(frames), height, width)
+        planes = np.empty((3, height, width), dtype=np.uint8)
         for t, frame in enumerate(frames):
-            for c, plane in enumerate(cv2.split(np.ascontiguousarray(frame))):
-                cv2.LUT(plane, self._tables[c], dst=out[t, c])
+            self._store(np.ascontiguousarray(frame), out[t], planes)
         return list(torch.from_numpy(out))
+
+    def _new_frames(self, num_frames: int, height: int, width: int) -> np.ndarray:
+        dtype = np.float32 if self.normalize else np.uint8
+        return np.empty((num_frames, 3, height, width), dtype=dtype)
+
+    def _store(self, frame: np.ndarray, out: np.ndarray, planes: np.ndarray) -> None:
+        """Write one ``[H, W, 3]`` uint8 frame into its ``[3, H, W]`` slot ``out``; ``planes``: uint8 scratch."""
+        if not self.normalize:
+            cv2.split(frame, list(out))
+            return
+        cv2.split(frame, list(planes))
+        for c in range(3):
+            cv2.LUT(planes[c], self._tables[c], dst=out[c])
 
     def __repr__(self) -> str:
         steps = "".join(f"\n    {step!r}," for step in self.steps)
-        return f"{type(self).__name__}(steps=[{steps}\n], mean={self.mean}, std={self.std})"
+        return f"{type(self).__name__}(steps=[{steps}\n], mean={self.mean}, std={self.std}, normalize={self.normalize})"
 
 
-def _jitter(strength: tuple[float, float, float]) -> A.ColorJitter:
-    """SAM 2's ``ColorJitter(brightness, contrast, saturation, hue=None)``: always applied, in random order."""
-    brightness, contrast, saturation = strength
-    return A.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=0.0, p=1.0)
+def sam2_warp_matrix(size: tuple[int, int], resolution: int, hflip: bool, angle: float, shear: float) -> np.ndarray:
+    """The ``[2, 3]`` float64 map of SAM 2's geometry, from pixel ``(x, y)`` of an ``H x W`` frame to the output.
+
+    ``size``: ``(H, W)``. The map is: horizontal flip (if ``hflip``); torchvision's ``F.affine`` about the image centre
+    with rotation ``angle`` degrees (clockwise on screen) and x-shear ``shear`` degrees, shear first, no translation or
+    scale, the output the input's size; square resize to ``resolution`` x ``resolution`` (half-pixel centres, as
+    OpenCV, PIL and torchvision resize). Pixel centres are at integer coordinates (OpenCV's convention).
+    """
+    height, width = size
+    flip = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) if hflip else np.eye(3)
+    rot, shear_x = math.radians(angle), math.radians(shear)
+    # torchvision's RotateScaleShear with y-shear 0 (_get_inverse_affine_matrix, forward form)
+    rss = np.array(
+        [
+            [math.cos(rot), -math.cos(rot) * math.tan(shear_x) - math.sin(rot), 0.0],
+            [math.sin(rot), -math.sin(rot) * math.tan(shear_x) + math.cos(rot), 0.0],
+            [0.0, 0.0, 1.0],
+        ]
+    )
+    centre = np.array([[1.0, 0.0, (width - 1) / 2], [0.0, 1.0, (height - 1) / 2], [0.0, 0.0, 1.0]])
+    to_centre = np.array([[1.0, 0.0, -(width - 1) / 2], [0.0, 1.0, -(height - 1) / 2], [0.0, 0.0, 1.0]])
+    sx, sy = resolution / width, resolution / height
+    resize = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+    return (resize @ centre @ rss @ to_centre @ flip)[:2]
+
+
+def color_matrix(ops: Sequence[tuple[str, float]], mean_rgb: Sequence[float]) -> np.ndarray:
+    """The ``[3, 4]`` float32 map ``x -> A x + a`` of RGB pixels (``[0, 255]``) that applies ``ops`` in order.
+
+    ``ops``: ``(name, factor)`` pairs, names from :data:`COLOR_OPS`, with torchvision's ``adjust_*`` meanings:
+    brightness ``b x``; contrast ``c x + (1 - c) mean(grey(x))`` over the whole image; saturation
+    ``s x + (1 - s) grey(x)``; grayscale ``grey(x)`` on all three channels (factor ignored); ``grey`` weighs RGB with
+    :data:`GRAY_WEIGHTS`. ``mean_rgb``: the mean RGB of the image the ops start from; every op is affine, so the mean
+    grey level each contrast op needs is the composed map applied to it. Unlike torchvision, nothing is clipped to
+    ``[0, 255]`` between ops: the caller saturates once at the end (only near-saturated pixels differ).
+    """
+    gray = np.asarray(GRAY_WEIGHTS, dtype=np.float64)
+    to_gray = np.outer(np.ones(3), gray)
+    linear, offset = np.eye(3), np.zeros(3)
+    mean = np.asarray(mean_rgb, dtype=np.float64)[:3]
+    for name, factor in ops:
+        if name == "brightness":
+            linear, offset = factor * linear, factor * offset
+        elif name == "contrast":
+            mean_gray = gray @ (linear @ mean + offset)
+            linear, offset = factor * linear, factor * offset + (1.0 - factor) * mean_gray
+        elif name == "saturation":
+            blend = factor * np.eye(3) + (1.0 - factor) * to_gray
+            linear, offset = blend @ linear, blend @ offset
+        elif name == "grayscale":
+            linear, offset = to_gray @ linear, to_gray @ offset
+        else:
+            raise ValueError(f"unknown colour op '{name}'; choose from {COLOR_OPS}")
+    return np.hstack([linear, offset[:, None]]).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class ColorJitterParams:
+    """One draw of torchvision's ``ColorJitter`` without hue: the three factors and the order they apply in.
+
+    ``order``: a permutation of ``(0, 1, 2)`` = (brightness, contrast, saturation).
+    """
+
+    order: tuple[int, ...]
+    brightness: float
+    contrast: float
+    saturation: float
+
+    @classmethod
+    def sample(cls, strength: tuple[float, float, float], rng: np.random.Generator) -> ColorJitterParams:
+        """Draw as torchvision: a random order, each factor uniform in ``[max(0, 1 - v), 1 + v]``."""
+        order = tuple(int(i) for i in rng.permutation(3))
+        brightness, contrast, saturation = (float(rng.uniform(max(0.0, 1.0 - v), 1.0 + v)) for v in strength)
+        return cls(order, brightness, contrast, saturation)
+
+    def ops(self) -> list[tuple[str, float]]:
+        """The jitter as :func:`color_matrix` ops, in application order."""
+        factors = (self.brightness, self.contrast, self.saturation)
+        return [(COLOR_OPS[i], factors[i]) for i in self.order]
+
+
+@dataclasses.dataclass(frozen=True)
+class SAM2AugmentParams:
+    """The random draws of one :class:`SAM2TrainTransform` call.
+
+    ``hflip``: flip all frames; ``angle``, ``shear``: degrees, see :func:`sam2_warp_matrix`; ``shared_jitter``: the
+    clip's colour jitter; ``grayscale``: all frames grey; ``frame_jitter``: one colour jitter per frame.
+    """
+
+    hflip: bool
+    angle: float
+    shear: float
+    shared_jitter: ColorJitterParams
+    grayscale: bool
+    frame_jitter: tuple[ColorJitterParams, ...]
+
+    def color_ops(self, t: int) -> list[tuple[str, float]]:
+        """The colour ops of frame ``t`` in SAM 2's order: shared jitter, grayscale, frame jitter."""
+        gray = [("grayscale", 1.0)] if self.grayscale else []
+        return [*self.shared_jitter.ops(), *gray, *self.frame_jitter[t].ops()]
+
+
+def _warp_masks(
+    masks: np.ndarray, matrix: np.ndarray, fallback: np.ndarray, resolution: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Warp ``[T, O, H, W]`` bool masks with ``matrix`` (nearest, 0 fill) to ``[T, O, S, S]`` bool.
+
+    First-frame rule: when ``matrix`` empties frame 0's mask of an object visible there, the whole clip is warped with
+    ``fallback`` instead. Returns the masks and the matrix used.
+    """
+    num_frames, num_objects, height, width = masks.shape
+    if num_objects == 0:
+        return np.zeros((num_frames, 0, resolution, resolution), dtype=bool), matrix
+    # All T * O masks bit-packed into bytes, and the bytes grouped four to a pixel of an int32 image: one nearest warp
+    # copies 32 masks exactly, as fast as one uint8 warp (OpenCV's 4-channel uint8 nearest warp is 2-3x slower).
+    packed = pack_masks(masks.reshape(1, num_frames * num_objects, height, width))
+    planes = [*packed, *[np.zeros((height, width), dtype=np.uint8)] * (-len(packed) % 4)]
+    groups = [cv2.merge(planes[i : i + 4]).view(np.int32)[..., 0] for i in range(0, len(planes), 4)]
+    visible = [o for o in range(num_objects) if cv2.hasNonZero(masks[0, o].view(np.uint8))]
+    warped = np.empty((len(planes), resolution, resolution), dtype=np.uint8)
+    for attempt in (matrix, fallback):
+        for i, group in enumerate(groups):
+            image = cv2.warpAffine(group, attempt, (resolution, resolution), flags=cv2.INTER_NEAREST, borderValue=0)
+            cv2.split(image[..., None].view(np.uint8), list(warped[4 * i : 4 * i + 4]))
+        out = unpack_masks(warped, 1, num_frames * num_objects).reshape(num_frames, num_objects, resolution, resolution)
+        if all(cv2.hasNonZero(out[0, o].view(np.uint8)) for o in visible):
+            break
+    return out, attempt
 
 
 class SAM2TrainTransform(ClipTransform):
-    """SAM 2.1's MOSE fine-tuning augmentation (``sam2.1_hiera_b+_MOSE_finetune.yaml``), in SAM 2's order.
+    """SAM 2.1's MOSE fine-tuning augmentation (``sam2.1_hiera_b+_MOSE_finetune.yaml``), fused.
 
-    Horizontal flip (``hflip_p``, per clip); affine with rotation in ``±degrees`` and x-shear in ``±shear`` (per
-    clip, bilinear image with the mean pixel as fill, nearest masks with 0 fill, skipped when it would empty an
-    object's first-frame mask); square resize to ``resolution``; colour jitter ``(brightness, contrast, saturation)``
-    = ``shared_jitter`` per clip; grayscale with probability ``grayscale_p`` per clip; colour jitter ``frame_jitter``
-    per frame; ImageNet normalisation. Differences from SAM 2: OpenCV instead of PIL arithmetic (bilinear resize
-    without antialiasing, nearest instead of thresholded-bilinear mask resize), and albumentations composes the shear
-    after the rotation (torchvision before); the parameter ranges and probabilities are SAM 2's.
+    SAM 2's recipe, in its order, with its parameter distributions: horizontal flip with probability ``hflip_p`` (per
+    clip); affine about the centre with rotation uniform in ``±degrees`` and x-shear uniform in ``±shear`` (per clip,
+    bilinear image with :data:`SAM2_FILL` as fill, nearest masks with 0 fill, skipped for the whole clip when it would
+    empty the first-frame mask of an object visible there); square resize to ``resolution``; colour jitter with
+    strengths ``shared_jitter`` = (brightness, contrast, saturation) per clip; grayscale with probability
+    ``grayscale_p`` per clip; colour jitter ``frame_jitter`` per frame; ImageNet normalisation (unless ``normalize``
+    is False, see :class:`ClipTransform`).
+
+    Fused: flip, affine and resize are one warp per frame (:func:`sam2_warp_matrix`) and the colour ops one 3x4 matrix
+    per frame (:func:`color_matrix`). Differences from SAM 2's step-by-step PIL/torchvision pipeline: bilinear
+    interpolation happens once instead of twice and without antialiasing; masks are warped with nearest neighbours all
+    the way (SAM 2 resizes them bilinearly and rounds); the first-frame rule is checked at the output resolution;
+    colours are clipped to ``[0, 255]`` once at the end instead of after every op. ``steps`` is empty.
     """
 
     def __init__(
@@ -219,28 +396,71 @@ class SAM2TrainTransform(ClipTransform):
         shared_jitter: tuple[float, float, float] = (0.1, 0.03, 0.03),
         frame_jitter: tuple[float, float, float] = (0.1, 0.05, 0.05),
         grayscale_p: float = 0.05,
+        normalize: bool = True,
     ) -> None:
-        # SAM 2 fills the rotated-in border with the mean pixel: its image_mean=(123, 116, 103) is 255 * mean, floored.
-        fill = tuple(float(int(255 * m)) for m in IMAGENET_MEAN)
-        affine = A.Affine(
-            rotate=(-degrees, degrees),
-            shear={"x": (-shear, shear), "y": (0.0, 0.0)},
-            interpolation=cv2.INTER_LINEAR,
-            mask_interpolation=cv2.INTER_NEAREST,
-            border_mode=cv2.BORDER_CONSTANT,
-            fill=fill,
-            fill_mask=0,
-            p=1.0,
+        super().__init__([], mean=IMAGENET_MEAN, std=IMAGENET_STD, normalize=normalize)
+        self.resolution = resolution
+        self.hflip_p = hflip_p
+        self.degrees = degrees
+        self.shear = shear
+        self.shared_jitter = tuple(float(v) for v in shared_jitter)
+        self.frame_jitter = tuple(float(v) for v in frame_jitter)
+        self.grayscale_p = grayscale_p
+
+    def sample_params(self, num_frames: int, rng: np.random.Generator) -> SAM2AugmentParams:
+        """Draw the random parameters of a clip of ``num_frames`` frames from ``rng``."""
+        return SAM2AugmentParams(
+            hflip=bool(rng.random() < self.hflip_p),
+            angle=float(rng.uniform(-self.degrees, self.degrees)),
+            shear=float(rng.uniform(-self.shear, self.shear)),
+            shared_jitter=ColorJitterParams.sample(self.shared_jitter, rng),
+            grayscale=bool(rng.random() < self.grayscale_p),
+            frame_jitter=tuple(ColorJitterParams.sample(self.frame_jitter, rng) for _ in range(num_frames)),
         )
-        steps = [
-            ClipStep(A.HorizontalFlip(p=hflip_p)),
-            ClipStep(affine, keep_first_frame_objects=True),
-            ClipStep(A.Resize(resolution, resolution, interpolation=cv2.INTER_LINEAR, p=1.0)),
-            ClipStep(_jitter(shared_jitter)),
-            ClipStep(A.ToGray(num_output_channels=3, method="weighted_average", p=grayscale_p)),
-            ClipStep(_jitter(frame_jitter), consistent=False),
-        ]
-        super().__init__(steps, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+    def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
+        """Transform ``clip`` with parameters drawn from ``rng`` (see the class docstring)."""
+        return self.apply(clip, self.sample_params(clip.num_frames, rng))
+
+    def apply(self, clip: Clip, params: SAM2AugmentParams) -> Clip:
+        """Transform ``clip`` with the given parameters; ``params.frame_jitter`` needs one entry per frame."""
+        height, width = clip.frames[0].shape[:2]
+        if any(frame.shape[:2] != (height, width) for frame in clip.frames):
+            raise ValueError(f"clip '{clip.video_name}': frames differ in size")
+        size = self.resolution
+        matrix = sam2_warp_matrix((height, width), size, params.hflip, params.angle, params.shear)
+        fallback = sam2_warp_matrix((height, width), size, params.hflip, 0.0, 0.0)
+        masks, matrix = _warp_masks(np.ascontiguousarray(clip.masks, dtype=bool), matrix, fallback, size)
+        frames = []
+        rgba = np.empty((height, width, 4), dtype=np.uint8)
+        warped = np.empty((size, size, 4), dtype=np.uint8)
+        rgb, colored = np.empty((size, size, 3), dtype=np.uint8), np.empty((size, size, 3), dtype=np.uint8)
+        planes = np.empty((3, size, size), dtype=np.uint8)
+        for t, frame in enumerate(clip.frames):
+            # OpenCV's bilinear warp is vectorised for 4 channels and not for 3: the two conversions cost less than
+            # they save.
+            cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2RGBA, dst=rgba)
+            cv2.warpAffine(
+                rgba,
+                matrix,
+                (size, size),
+                dst=warped,
+                flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=(*SAM2_FILL, 0),
+            )
+            cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB, dst=rgb)
+            cv2.transform(rgb, color_matrix(params.color_ops(t), cv2.mean(rgb)), dst=colored)
+            frames.append(self._new_frames(1, size, size)[0])
+            self._store(colored, frames[-1], planes)
+        return dataclasses.replace(clip, frames=[torch.from_numpy(frame) for frame in frames], masks=masks)
+
+    def __repr__(self) -> str:
+        return (
+            f"SAM2TrainTransform(resolution={self.resolution}, hflip_p={self.hflip_p}, degrees={self.degrees}, "
+            f"shear={self.shear}, shared_jitter={self.shared_jitter}, frame_jitter={self.frame_jitter}, "
+            f"grayscale_p={self.grayscale_p}, normalize={self.normalize})"
+        )
 
 
 def sam2_train_transform(
@@ -251,13 +471,19 @@ def sam2_train_transform(
     shared_jitter: tuple[float, float, float] = (0.1, 0.03, 0.03),
     frame_jitter: tuple[float, float, float] = (0.1, 0.05, 0.05),
     grayscale_p: float = 0.05,
+    normalize: bool = True,
 ) -> ClipTransform:
     """SAM 2.1's MOSE fine-tuning augmentation; the function form of :class:`SAM2TrainTransform` (same parameters)."""
-    return SAM2TrainTransform(resolution, hflip_p, degrees, shear, shared_jitter, frame_jitter, grayscale_p)
+    return SAM2TrainTransform(
+        resolution, hflip_p, degrees, shear, shared_jitter, frame_jitter, grayscale_p, normalize=normalize
+    )
 
 
 class EvalTransform(ClipTransform):
-    """Square resize to ``resolution`` (bilinear frames, nearest masks) and ImageNet normalisation; no randomness."""
+    """Square resize to ``resolution`` (bilinear frames, nearest masks), then normalisation as :class:`ClipTransform`
+    (``normalize``); no randomness."""
 
-    def __init__(self, resolution: int = 1024) -> None:
-        super().__init__([ClipStep(A.Resize(resolution, resolution, interpolation=cv2.INTER_LINEAR, p=1.0))])
+    def __init__(self, resolution: int = 1024, normalize: bool = True) -> None:
+        super().__init__(
+            [ClipStep(A.Resize(resolution, resolution, interpolation=cv2.INTER_LINEAR, p=1.0))], normalize=normalize
+        )

@@ -37,17 +37,19 @@ def bench_data(
     max_num_objects: int = 3,
     clips: int = 30,
     seed: int = 0,
+    normalize: bool = True,
 ) -> dict:
     """Read and augment ``clips`` clips of ``root`` in this process on one CPU thread, after 2 warm-up clips.
 
     Clips of ``num_frames`` frames and up to ``max_num_objects`` objects are sampled from randomly chosen videos with
-    :class:`~samlab.data.sampling.ClipSampler` and transformed by ``sam2_train_transform(size)``. OpenCV and torch
-    run single-threaded during the measurement (their previous thread counts are restored after).
+    :class:`~samlab.data.sampling.ClipSampler` and transformed by ``sam2_train_transform(size, normalize=normalize)``
+    (``normalize=False``: frames stay uint8, normalised later on the device). OpenCV and torch run single-threaded
+    during the measurement (their previous thread counts are restored after).
 
     Returns ``{"clips_per_s_per_worker", "ms_per_clip": {"read", "transform", "total"}, "cpu_ms_per_clip", "clips",
-    "videos", "frame_size", "objects_per_clip", "format", "num_frames", "size"}``: wall-clock rates and milliseconds;
-    ``cpu_ms_per_clip`` is the process CPU time per clip (close to the wall time on an idle machine, lower when
-    other processes share the cores); ``frame_size`` is ``[H, W]`` on disk of the first measured clip.
+    "videos", "frame_size", "objects_per_clip", "format", "num_frames", "size", "normalize"}``: wall-clock rates and
+    milliseconds; ``cpu_ms_per_clip`` is the process CPU time per clip (close to the wall time on an idle machine,
+    lower when other processes share the cores); ``frame_size`` is ``[H, W]`` on disk of the first measured clip.
     """
     if format not in _READERS:
         raise ValueError(f"unknown format '{format}'; choose one of {sorted(_READERS)}")
@@ -55,7 +57,7 @@ def bench_data(
         raise ValueError(f"clips must be >= 1, got {clips}")
     reader = _READERS[format](Path(root))
     sampler = ClipSampler(num_frames=num_frames, max_num_objects=max_num_objects)
-    transform = sam2_train_transform(size)
+    transform = sam2_train_transform(size, normalize=normalize)
     rng = np.random.default_rng(seed)
     cv2_threads, torch_threads = cv2.getNumThreads(), torch.get_num_threads()
     cv2.setNumThreads(1)
@@ -97,4 +99,5 @@ def bench_data(
         "format": format,
         "num_frames": num_frames,
         "size": size,
+        "normalize": normalize,
     }

@@ -7,7 +7,7 @@ Both roots hold one folder per video, in either layout (detected per video, as t
 
 The frames evaluated are the ground truth's; a missing prediction PNG (or video folder) counts as an empty mask and
 is listed in :attr:`VOSResult.missing`. Prediction folders of videos absent from the ground truth are ignored.
-Scoring follows :mod:`samlab.metrics.vos` and matches the official evaluator to the printed digit.
+Scoring follows :mod:`samlab.metrics.vos` and equals the official evaluator up to float rounding.
 """
 
 from __future__ import annotations

@@ -66,7 +66,6 @@ def test_build_applies_size_and_training_recipe() -> None:
     assert [tuple(f.shape[-2:]) for f in features] == [(16, 16), (8, 8), (4, 4)]
 
 
-
 def test_build_sam20_for_eval_with_overrides(tiny: nn.Module, tiny20: nn.Module) -> None:
     assert tiny20.image_encoder.trunk.blocks[0].dim == 32 and len(tiny20.memory_attention.layers) == 1
     assert not tiny20.training
@@ -135,7 +134,7 @@ def test_bad_checkpoints_raise_data_error_naming_the_file(tiny20: nn.Module, tmp
     with pytest.raises(DataError, match="not a state dict"):
         read_state_dict(tmp_path / "strings.pt")
     torch.save({"state_dict": {"net.weight": torch.zeros(1)}}, tmp_path / "other_module.ckpt")
-    with pytest.raises(DataError, match="no 'model.' parameters"):
+    with pytest.raises(DataError, match=r"no 'model\.' parameters"):
         read_state_dict(tmp_path / "other_module.ckpt")
     torch.save({"classifier.weight": torch.zeros(2)}, tmp_path / "other_arch.pt")
     with pytest.raises(DataError, match="none of the checkpoint's 1 keys"):

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch import Trainer
+from torch import nn
 from torch.utils.data import DataLoader
 
 from samlab.data.batch import VideoBatch, collate_clips
 from samlab.data.sampling import Clip
 from samlab.losses import LOSS_KEYS
+from samlab.models.sam2.model import load_checkpoint
 from samlab.models.sam2.module import SAM2VideoModule
 from samlab.models.sam2.prompts import PromptConfig
 from samlab.models.sam2.vos import VideoPrediction
@@ -49,6 +51,9 @@ def make_module(**kwargs) -> SAM2VideoModule:
     return SAM2VideoModule(variant="sam2.1_hiera_t", image_size=SIZE, model_overrides=SMALL, **kwargs)
 
 
+pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+
+
 def test_training_step_gives_gradients_to_trainable_parameters_only() -> None:
     module = make_module(freeze_image_encoder=True, freeze_prompt_encoder=True, prompts=CLICKS)
     loss = module.training_step(make_batch("a"), 0)
@@ -76,22 +81,27 @@ def test_lora_module_trains_adapters_and_optimises_only_trainable_parameters() -
 
 
 def test_non_finite_loss_stops_training() -> None:
+    class NaNLoss(nn.Module):
+        def forward(self, outputs, targets):
+            nan = torch.tensor(float("nan"), requires_grad=True)
+            return {**dict.fromkeys(LOSS_KEYS, nan), "core_loss": nan}
+
     module = make_module(freeze_image_encoder=True, prompts=CLICKS)
-
-    def nan_loss(outputs, targets):
-        nan = torch.tensor(float("nan"), requires_grad=True)
-        return {**{key: nan for key in LOSS_KEYS}, "core_loss": nan}
-
-    module.loss = nan_loss
+    module.loss = NaNLoss()
     with pytest.raises(FloatingPointError, match=r"non-finite training loss .*\['a'\]"):
         module.training_step(make_batch("a"), 0)
 
 
 def test_mask_prompts_on_every_frame_skip_the_step() -> None:
-    prompts = PromptConfig(prob_to_use_pt_input_for_train=0.0, num_init_cond_frames_for_train=1)
+    prompts = PromptConfig(
+        prob_to_use_pt_input_for_train=0.0,
+        num_init_cond_frames_for_train=2,
+        num_frames_to_correct_for_train=2,
+        rand_init_cond_frames_for_train=False,
+    )
     module = make_module(freeze_image_encoder=True, prompts=prompts)
     with pytest.warns(UserWarning, match="nothing to learn"):
-        assert module.training_step(make_batch("a", num_frames=1), 0) is None
+        assert module.training_step(make_batch("a", num_frames=2), 0) is None
 
 
 def trainer(tmp_path: Path, **kwargs) -> Trainer:
@@ -114,7 +124,7 @@ def loader(batches: list[VideoBatch]) -> DataLoader:
 def test_fit_validates_with_j_and_f_and_follows_the_cosine_schedule(tmp_path: Path) -> None:
     module = make_module(freeze_image_encoder=True, prompts=CLICKS, lr=1e-4, vision_lr=1e-5, min_lr_ratio=0.1)
     run = trainer(tmp_path, max_steps=2, gradient_clip_val=0.1)
-    train = loader([make_batch("a", seed=0), make_batch("b", seed=1)])
+    train = loader([make_batch("a", num_frames=2, seed=0), make_batch("b", num_frames=2, seed=1)])
     val = loader([make_batch("v", num_frames=2, seed=2)])
     run.fit(module, train, val)
     metrics = run.callback_metrics
@@ -129,6 +139,15 @@ def test_fit_validates_with_j_and_f_and_follows_the_cosine_schedule(tmp_path: Pa
     in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
     assert not any(id(p) in in_optimizer for p in module.model.image_encoder.parameters())
 
+    # The checkpoint holds only tensors and plain values: readable with weights_only=True, by Lightning and by
+    # load_checkpoint (the "model." prefix removed).
+    path = tmp_path / "run.ckpt"
+    run.save_checkpoint(path)
+    restored = SAM2VideoModule.load_from_checkpoint(path, weights_only=True)
+    assert restored.prompts == CLICKS and restored.hparams.lr == 1e-4
+    assert torch.equal(restored.model.no_mem_embed, module.model.no_mem_embed)
+    assert load_checkpoint(make_module().model, path, strict=True).complete
+
 
 def test_validate_prompt_frame_is_perfect_and_predict_writes_masks(tmp_path: Path) -> None:
     module = make_module()
@@ -136,6 +155,12 @@ def test_validate_prompt_frame_is_perfect_and_predict_writes_masks(tmp_path: Pat
     # One frame: the only frame is the prompt frame, given as output, so J = F = 100.
     (scores,) = run.validate(module, loader([make_batch("v", num_frames=1)]), verbose=False)
     assert scores["val/J&F"] == pytest.approx(100.0)
+    module.train()
+    two_frames = [make_batch("v", num_frames=2)]
+    direct = module.vos_scores(two_frames)
+    assert module.training and module.model.training  # restored after the pass
+    (scores,) = run.validate(module, loader(two_frames), verbose=False)
+    assert direct["J&F"] == pytest.approx(scores["val/J&F"]) and direct["J"] == pytest.approx(scores["val/J"])
 
     writer = VOSMaskWriter(tmp_path / "out", layout="davis")
     run = trainer(tmp_path, callbacks=[writer])

@@ -41,7 +41,9 @@ def model() -> nn.Module:
     return build_sam2_model("sam2.1_hiera_t", image_size=SIZE, train=True, overrides=SMALL)
 
 
-def make_batch(num_frames: int = 3, objects: tuple[int, ...] = (2,), size: int = SIZE, late: bool = False) -> VideoBatch:
+def make_batch(
+    num_frames: int = 3, objects: tuple[int, ...] = (2,), size: int = SIZE, late: bool = False
+) -> VideoBatch:
     """Clips with ``objects[b]`` square objects each; with ``late`` the last object of clip 0 appears on frame 1."""
     generator = np.random.default_rng(0)
     clips = []
@@ -204,7 +206,9 @@ def test_palette_writer_round_trip(tmp_path: Path) -> None:
     assert video.masks(0).ids() == [3, 7] and video.masks(1).ids() == [7]
     assert np.array_equal(video.masks(1).decode([7])[0], prediction.masks[1, 0].numpy())
     with pytest.raises(ValueError, match="do not fit a palette PNG"):
-        write_palette_pngs(VideoPrediction("big", prediction.masks, torch.tensor([1, 300]), torch.tensor([0, 1])), tmp_path)
+        write_palette_pngs(
+            VideoPrediction("big", prediction.masks, torch.tensor([1, 300]), torch.tensor([0, 1])), tmp_path
+        )
 
 
 def test_object_writer_round_trip_through_callback(tmp_path: Path) -> None:
@@ -225,3 +229,76 @@ def test_object_writer_round_trip_through_callback(tmp_path: Path) -> None:
     assert len(write_object_pngs(prediction, tmp_path / "again")) == 4
     with pytest.raises(ValueError, match="unknown mask layout"):
         VOSMaskWriter(tmp_path, layout="coco")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("points", [False, True])
+def test_forward_matches_official_sam2train_in_eval(model: nn.Module, points: bool) -> None:
+    """Deterministic settings (eval: centre clicks, one prompted frame) give SAM 2's own training forward."""
+    pytest.importorskip("training.model.sam2")
+    from training.utils.data_utils import BatchedVideoDatapoint, BatchedVideoMetaData
+
+    recipe = {"prob_to_use_pt_input_for_eval": float(points), "num_correction_pt_per_frame": 2}
+    oracle = build_sam2_model(
+        "sam2.1_hiera_t",
+        image_size=SIZE,
+        train=False,
+        overrides=(
+            *SMALL,
+            "++model._target_=training.model.sam2.SAM2Train",
+            *(f"++model.{k}={v}" for k, v in recipe.items()),
+        ),
+    )
+    oracle.load_state_dict(model.state_dict())
+    model.eval()
+    batch = make_batch(num_frames=3, objects=(2,))
+    datapoint = BatchedVideoDatapoint(
+        img_batch=batch.images,
+        obj_to_frame_idx=batch.obj_to_frame_idx,
+        masks=batch.masks,
+        metadata=BatchedVideoMetaData(
+            unique_objects_identifier=torch.zeros(3, 2, 3, dtype=torch.long), frame_orig_size=torch.zeros(3, 2, 2)
+        ),
+        dict_key="test",
+        batch_size=[3],
+    )
+    with torch.no_grad():
+        expected = oracle(datapoint)
+        (clip,) = forward_training(model, batch, PromptConfig(**recipe), training=False)
+    assert clip.plan.frames_to_add_correction_pt == ([0] if points else [])
+    for ours, theirs in zip(clip.frames, expected):
+        for key in ("multistep_pred_multimasks_high_res", "multistep_pred_ious", "multistep_object_score_logits"):
+            assert len(ours[key]) == len(theirs[key])
+            for a, b in zip(ours[key], theirs[key]):
+                torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+        if points:
+            assert [p and p["point_coords"].tolist() for p in ours["multistep_point_inputs"]] == [
+                p and p["point_coords"].tolist() for p in theirs["multistep_point_inputs"]
+            ]
+
+
+def test_segment_video_matches_sam2_video_predictor(model: nn.Module, tmp_path: Path) -> None:
+    """Same weights, frames and first-frame masks: the masks of SAM 2's own VOS inference on every tracked frame."""
+    predictor = build_sam2_model(
+        "sam2.1_hiera_t",
+        image_size=SIZE,
+        train=False,
+        overrides=(*SMALL, "++model._target_=sam2.sam2_video_predictor.SAM2VideoPredictor"),
+    )
+    predictor.load_state_dict(model.state_dict())
+    model.eval()
+    video = tmp_path / "video"
+    video.mkdir()
+    generator = np.random.default_rng(3)
+    for t in range(4):
+        Image.fromarray(generator.integers(0, 255, (48, 80, 3), dtype=np.uint8)).save(video / f"{t:05d}.jpg")
+    state = predictor.init_state(str(video))
+    gt = torch.zeros(4, 2, SIZE, SIZE, dtype=torch.bool)
+    gt[0, 0, 8:30, 10:40] = True
+    gt[0, 1, 36:60, 20:50] = True
+    for o in range(2):
+        predictor.add_new_mask(state, frame_idx=0, obj_id=o + 1, mask=gt[0, o])
+    with torch.no_grad():
+        expected = {t: logits[:, 0] > 0 for t, _, logits in predictor.propagate_in_video(state)}
+    masks = segment_video(model, state["images"], gt, output_size=(48, 80), non_overlapping=False)
+    for t in range(1, 4):
+        assert (masks[t] != expected[t]).float().mean() < 1e-3, t

@@ -51,10 +51,8 @@ def read_label_png(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as image:
-            if image.mode in ("P", "L", "I", "I;16", "1"):
-                labels = np.asarray(image)
-            else:
-                labels = np.asarray(image.convert("L"))
+            indexed = image.mode in ("P", "L", "I", "I;16", "1")
+            labels = np.asarray(image if indexed else image.convert("L"))
     except FileNotFoundError:
         raise DataError(path, "annotation PNG is missing") from None
     except (OSError, SyntaxError, ValueError) as err:
@@ -259,14 +257,22 @@ class Problem:
 
 
 class VideoReader(Sequence[Video]):
-    """Base of every reader: an indexable, sized collection of :class:`Video`.
+    """Base of every reader: an indexable, sized collection of :class:`Video`, built without decoding anything.
 
-    Subclasses build ``self._names`` cheaply at construction and create a :class:`Video` on access.
-    ``problems`` collects what indexing found wrong (a folder without frames, a JSON without images);
-    a reader raises on such problems unless constructed for checking.
+    Readers take ``strict``: when True, a problem found while indexing (a folder without frames, a JSON without
+    its image) raises :class:`DataError`; when False it is appended to ``problems`` and the bad item left out
+    (``samlab data check`` uses that to list every problem).
     """
 
     root: Path
+    strict: bool = True
+    problems: list[Problem]
+
+    def _report(self, path: str | Path, message: str) -> None:
+        """Raise (strict) or record (non-strict) an indexing problem of ``path``."""
+        if self.strict:
+            raise DataError(path, message)
+        self.problems.append(Problem(str(path), message))
 
     def __iter__(self) -> Iterator[Video]:
         for i in range(len(self)):

@@ -166,11 +166,6 @@ class COCOReader(VideoReader):
         self._images = [images[image_id] for image_id in images]
         self._annotations = [annotations_of[image_id] for image_id in images]
 
-    def _report(self, path: Path, message: str) -> None:
-        if self.strict:
-            raise DataError(path, message)
-        self.problems.append(Problem(str(path), message))
-
     def _load(self) -> dict[str, Any]:
         try:
             with open(self.ann_file, "rb") as f:

@@ -171,11 +171,6 @@ class DAVISReader(VideoReader):
             names = sorted(_subfolders(self.image_root) | _subfolders(self.annotation_root), key=frame_sort_key)
         self._names = [name for name in names if self._check(name, file_list)]
 
-    def _report(self, path: str | Path, message: str) -> None:
-        if self.strict:
-            raise DataError(path, message)
-        self.problems.append(Problem(str(path), message))
-
     def _check(self, name: str, file_list: str | Path | None) -> bool:
         image_folder = self.image_root / name
         annotation_folder = self.annotation_root / name

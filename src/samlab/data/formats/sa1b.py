@@ -192,11 +192,6 @@ class SA1BReader(VideoReader):
         self._folder_ids = folder_ids
         self._suffix_ids = suffix_ids
 
-    def _report(self, path: Path, message: str) -> None:
-        if self.strict:
-            raise DataError(path, message)
-        self.problems.append(Problem(str(path), message))
-
     def _scan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One ``os.scandir`` pass per folder; pairs images and JSONs by stem within each folder."""
         names: list[str] = []

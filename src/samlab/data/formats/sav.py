@@ -224,11 +224,6 @@ class SAVReader(VideoReader):
             names = sorted(folders | jsons, key=frame_sort_key)
         self._names = [name for name in names if self._check(name, file_list)]
 
-    def _report(self, path: str | Path, message: str) -> None:
-        if self.strict:
-            raise DataError(path, message)
-        self.problems.append(Problem(str(path), message))
-
     def _check(self, name: str, file_list: str | Path | None) -> bool:
         folder = self.root / name
         manual = self.json_root / f"{name}_manual.json"

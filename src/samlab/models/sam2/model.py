@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
+import sam2  # noqa: F401  (importing it points hydra's config search path at the package's configs)
 import torch
+from hydra import compose
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from torch import nn
 
 from samlab.errors import DataError
@@ -71,12 +75,6 @@ def build_sam2_model(
     ``overrides`` are extra hydra overrides (``"++model.num_maskmem=5"``). ``checkpoint`` is loaded with
     :func:`load_checkpoint` (non-strict, summary logged). The model is on CPU.
     """
-    from hydra import compose
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    import sam2  # noqa: F401  (initialises hydra's config search path to the package's configs)
-
     if variant not in VARIANTS:
         raise ValueError(f"unknown SAM 2 variant '{variant}'; expected one of {sorted(VARIANTS)}")
     if image_size <= 0 or image_size % 32:
@@ -181,7 +179,7 @@ def read_state_dict(path: str | PathLike[str], weights_only: bool = True) -> dic
 def load_checkpoint(
     model: nn.Module, path: str | PathLike[str], strict: bool = False, weights_only: bool = True
 ) -> LoadReport:
-    """Load the weights of checkpoint ``path`` (see :func:`read_state_dict`) into ``model``; returns a :class:`LoadReport`.
+    """Load the weights of checkpoint ``path`` (see :func:`read_state_dict`) into ``model``; returns a report.
 
     Keys of a model wrapped by :func:`add_lora` (``...qkv.base_layer.weight``) are filled from the plain keys
     (``...qkv.weight``). With ``strict=True`` any missing or unexpected key raises :class:`DataError`; otherwise

@@ -7,6 +7,7 @@ The torch work lives in :mod:`samlab.models.sam2.vos` (training forward with sim
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -107,17 +108,19 @@ class SAM2VideoModule(LightningModule):
         self.val_scores = JandF(skip_first_last=val_skip_first_last)
         self.test_scores = JandF(skip_first_last=val_skip_first_last)
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """Move a :class:`VideoBatch` with its own ``to``; anything else the Lightning way."""
-        if isinstance(batch, VideoBatch):
-            return batch.to(device)
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     def training_step(self, batch: VideoBatch, batch_idx: int) -> torch.Tensor | None:
         """SAM 2's training forward and loss on a batch of clips; returns the weighted loss.
 
         Returns None (the step is skipped, with a warning) when the batch has no object or no frame was predicted.
         """
+        self.log(
+            "data/skipped",
+            float(batch.num_skipped),
+            on_step=False,
+            on_epoch=True,
+            reduce_fx="sum",
+            batch_size=batch.batch_size,
+        )
         clips = forward_training(self.model, batch, self.prompts, training=True)
         if not clips:
             rank_zero_warn(f"training batch {batch_idx} ({batch.video_names}) has no object; step skipped")
@@ -131,21 +134,20 @@ class SAM2VideoModule(LightningModule):
             for key, value in clip_losses.items():
                 losses[key] = losses.get(key, 0.0) + value * share
         loss = losses[CORE_LOSS_KEY]
+        if not torch.isfinite(loss):
+            values = ", ".join(f"{key}={float(value):.4g}" for key, value in losses.items())
+            raise FloatingPointError(
+                f"non-finite training loss at step {self.global_step} on videos {batch.video_names}: {values}"
+            )
         if not loss.requires_grad:
             rank_zero_warn(
                 f"training batch {batch_idx} ({batch.video_names}): every frame was given its GT mask as prompt, "
                 "nothing to learn; step skipped (use clips longer than num_init_cond_frames_for_train)"
             )
             return None
-        if not torch.isfinite(loss):
-            values = ", ".join(f"{key}={float(value):.4g}" for key, value in losses.items())
-            raise FloatingPointError(
-                f"non-finite training loss at step {self.global_step} on videos {batch.video_names}: {values}"
-            )
         size = batch.batch_size
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log_dict({f"train/{k}": v for k, v in losses.items() if k != CORE_LOSS_KEY}, batch_size=size)
-        self.log("data/skipped", float(batch.num_skipped), reduce_fx="sum", batch_size=size)
         if self._trainer is not None and self.trainer.optimizers:
             self.log("train/lr", max(g["lr"] for g in self.trainer.optimizers[0].param_groups), batch_size=size)
         return loss
@@ -175,6 +177,24 @@ class SAM2VideoModule(LightningModule):
         prediction.object_ids = prediction.object_ids.cpu()
         prediction.frame_indices = prediction.frame_indices.cpu()
         return prediction
+
+    def vos_scores(self, dataloader: Iterable[VideoBatch]) -> dict[str, float]:
+        """J, F and J&F (percent) of semi-supervised VOS over the whole-video batches of ``dataloader``.
+
+        Runs outside the Trainer loops (e.g. before and after ``fit``): the model is put in eval mode for the pass
+        and restored after; nothing is logged.
+        """
+        scores = JandF(skip_first_last=self.hparams.val_skip_first_last)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for batch in dataloader:
+                batch = batch.to(self.device)
+                pred = segment_batch(self.model, batch, non_overlapping=self.hparams.non_overlapping)
+                scores.update(pred, batch.masks, batch.video_names[0])
+        finally:
+            self.model.train(was_training)
+        return {key: float(value) for key, value in scores.compute().items()}
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW on SAM 2's parameter groups with a per-step cosine schedule over the whole run."""

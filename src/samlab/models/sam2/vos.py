@@ -240,7 +240,7 @@ def segment_video(
     non_overlapping: bool = True,
     encoder_batch_size: int = 4,
 ) -> torch.Tensor:
-    """Semi-supervised VOS on one video with a ``SAM2Base`` ``model`` (call it in eval mode).
+    """Semi-supervised VOS on one video with a ``SAM2Base`` ``model`` in eval mode, as SAM 2's VOS inference.
 
     ``images``: ``[T, 3, H, W]`` float normalised frames; they are resized to the model's square ``image_size`` when
     they have another size (as SAM 2's own inference does). ``gt_masks``: ``[T, O, H', W']`` bool; only each
@@ -250,10 +250,15 @@ def segment_video(
     Returns ``[T, O, h, w]`` bool: all false before an object's prompt frame, the prompt mask itself on it (resized
     by nearest neighbour), and SAM 2's tracked mask (low-resolution logits upsampled bilinearly, > 0) after.
     With ``non_overlapping`` a pixel claimed by several objects goes to the one with the highest logit (a label
-    map, as DAVIS and SA-V store). Objects that never appear stay empty. The image encoder runs on
+    map, as DAVIS and SA-V store). Objects that never appear stay empty. Objects starting on the same frame are
+    tracked as one batch with their own memory (SAM 2's ``vos_inference`` tracks objects independently too); as in
+    ``SAM2VideoPredictor``, the prompt frame's memory comes from its low-resolution output and memories are kept
+    in bfloat16, so the masks are those of SAM 2's own VOS inference. The image encoder runs on
     ``encoder_batch_size`` frames at once.
     """
     num_frames, num_objects = gt_masks.shape[:2]
+    if model.training:
+        raise ValueError("segment_video needs the model in eval mode (model.eval())")
     if images.shape[0] != num_frames:
         raise ValueError(f"images have {images.shape[0]} frames but gt_masks {num_frames}")
     size = model.image_size
@@ -274,24 +279,34 @@ def segment_video(
             if t not in features:
                 features.clear()
                 features.update(_encode_frames(model, images, t, min(t + encoder_batch_size, num_frames), size))
-            vision_feats, vision_pos, feat_sizes = features[t]
             n = len(group.objects)
+            vision_feats = [x.repeat(1, n, 1) for x in features[t][0]]
+            vision_pos = [x.repeat(1, n, 1) for x in features[t][1]]
+            feat_sizes = features[t][2]
             is_prompt = t == group.start
             prompt = gt_masks[t, group.objects].to(device)
-            mask_inputs = None
-            if is_prompt:
-                mask_inputs = _resize_masks(prompt, (size, size))[:, None].float()
+            mask_inputs = _prompt_input(prompt, size) if is_prompt else None
             out = model.track_step(
                 frame_idx=t,
                 is_init_cond_frame=is_prompt,
-                current_vision_feats=[x.repeat(1, n, 1) for x in vision_feats],
-                current_vision_pos_embeds=[x.repeat(1, n, 1) for x in vision_pos],
+                current_vision_feats=vision_feats,
+                current_vision_pos_embeds=vision_pos,
                 feat_sizes=feat_sizes,
                 point_inputs=None,
                 mask_inputs=mask_inputs,
                 output_dict=group.memory,
                 num_frames=num_frames,
+                run_mem_encoder=not is_prompt,
             )
+            if is_prompt:
+                # As SAM2VideoPredictor: the prompt frame's memory is encoded from its low-resolution output
+                # upsampled, not from the exact mask, so that scores match the official VOS inference.
+                high_res = F.interpolate(out["pred_masks"], (size, size), mode="bilinear", align_corners=False)
+                out["maskmem_features"], out["maskmem_pos_enc"] = model._encode_new_memory(
+                    vision_feats, feat_sizes, high_res, out["object_score_logits"], is_mask_from_pts=True
+                )
+            # SAM2VideoPredictor keeps memories in bfloat16 (half the memory of long videos; same scores).
+            out["maskmem_features"] = out["maskmem_features"].to(torch.bfloat16)
             if is_prompt:
                 group.memory["cond_frame_outputs"][t] = out
                 prompt_out = _resize_masks(prompt, (out_h, out_w))
@@ -358,6 +373,16 @@ def _encode_frames(
         begin + i: ([x[:, i : i + 1] for x in vision_feats], [x[:, i : i + 1] for x in vision_pos], feat_sizes)
         for i in range(end - begin)
     }
+
+
+def _prompt_input(masks: torch.Tensor, size: int) -> torch.Tensor:
+    """``[N, H, W]`` bool prompt masks → ``[N, 1, size, size]`` float 0/1 model input, resized as SAM2VideoPredictor
+    does (bilinear with antialiasing, then >= 0.5)."""
+    masks = masks[:, None].float()
+    if tuple(masks.shape[-2:]) != (size, size):
+        masks = F.interpolate(masks, (size, size), mode="bilinear", align_corners=False, antialias=True)
+        masks = (masks >= 0.5).float()
+    return masks
 
 
 def _resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

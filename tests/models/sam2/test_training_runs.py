@@ -1,0 +1,132 @@
+"""Training runs through the CLI: checkpoint + resume keeps the step count and schedule; DDP on CPU trains."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+TINY = {
+    "model": {
+        "init_args": {
+            "variant": "sam2.1_hiera_t",
+            "checkpoint": None,
+            "warmup_steps": 2,
+            "model_overrides": [
+                "++model.image_encoder.trunk.embed_dim=32",
+                "++model.image_encoder.neck.backbone_channel_list=[256,128,64,32]",
+                "++model.memory_attention.num_layers=1",
+                "++model.memory_attention.layer.dim_feedforward=256",
+            ],
+        }
+    },
+    "trainer": {"callbacks": [], "log_every_n_steps": 1, "enable_progress_bar": False},
+}
+
+
+def _config(tmp_path: Path, data_root: Path, **trainer) -> Path:
+    override = yaml.safe_load(yaml.safe_dump(TINY))
+    override["trainer"] |= trainer
+    override["data"] = {
+        "init_args": {
+            "root": str(data_root),
+            "train_videos": 6,
+            "val_videos": 1,
+            "frames": 4,
+            "frame_size": [48, 64],
+            "image_size": 64,
+            "num_frames": 3,
+            "num_workers": 0,
+            "batch_size": 1,
+        }
+    }
+    path = tmp_path / f"override_{len(list(tmp_path.glob('override_*')))}.yaml"
+    path.write_text(yaml.safe_dump(override))
+    return path
+
+
+def _fit(*args: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "samlab.cli", "fit", "--config", str(CONFIGS / "quickstart.yaml"), *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def _lr_by_step(metrics: Path) -> dict[int, float]:
+    with metrics.open() as handle:
+        return {int(r["step"]): float(r["train/lr"]) for r in csv.DictReader(handle) if r.get("train/lr")}
+
+
+@pytest.mark.slow
+def test_resume_mid_epoch_continues_step_count_and_schedule(tmp_path):
+    data = tmp_path / "data"
+    ckpt = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}}
+    # The uninterrupted reference: 8 steps (epochs of 6 clips, so step 4 is mid-epoch).
+    full = tmp_path / "full"
+    _fit(
+        "--config",
+        str(_config(tmp_path, data, max_steps=8, default_root_dir=str(full))),
+        "--trainer.logger.init_args.save_dir",
+        str(full),
+    )
+    # Interrupted at step 4, then resumed from last.ckpt up to step 8.
+    part = tmp_path / "part"
+    _fit(
+        "--config",
+        str(_config(tmp_path, data, max_steps=4, default_root_dir=str(part), callbacks=[ckpt])),
+        "--trainer.logger.init_args.save_dir",
+        str(part),
+    )
+    last = next(part.rglob("last.ckpt"))
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    assert state["global_step"] == 4 and state["epoch"] == 0
+    assert (last.parent / "config.yaml").is_file()  # the resolved config sits next to the checkpoints
+    _fit(
+        "--config",
+        str(_config(tmp_path, data, max_steps=8, default_root_dir=str(part), callbacks=[ckpt])),
+        "--trainer.logger.init_args.save_dir",
+        str(part),
+        "--ckpt_path",
+        str(last),
+    )
+    resumed = torch.load(next(part.rglob("last.ckpt")), map_location="cpu", weights_only=False)
+    assert resumed["global_step"] == 8
+    reference = {}
+    for metrics in full.rglob("metrics.csv"):
+        reference |= _lr_by_step(metrics)
+    continued = {}
+    for metrics in part.rglob("metrics.csv"):
+        continued |= _lr_by_step(metrics)
+    assert set(reference) == set(continued) and len(reference) >= 7
+    for step, lr in reference.items():
+        assert continued[step] == pytest.approx(lr, rel=1e-9), step
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_train(tmp_path):
+    data = tmp_path / "data"
+    root = tmp_path / "ddp"
+    result = _fit(
+        "--config",
+        str(_config(tmp_path, data, max_steps=3, default_root_dir=str(root))),
+        "--trainer.logger.init_args.save_dir",
+        str(root),
+        "--trainer.strategy=ddp_find_unused_parameters_true",
+        "--trainer.devices=2",
+        "--trainer.accelerator=cpu",
+    )
+    text = result.stdout + result.stderr
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in text
+    losses = []
+    for metrics in root.rglob("metrics.csv"):
+        with metrics.open() as handle:
+            losses += [float(r["train/loss"]) for r in csv.DictReader(handle) if r.get("train/loss")]
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
