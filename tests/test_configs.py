@@ -25,7 +25,7 @@ TINY_TRAINER = {"accelerator": "cpu", "devices": 1, "strategy": "auto", "fast_de
 
 
 def _data_override(name: str, roots: dict[str, Path], tmp_path: Path) -> dict:
-    mose, sav, sav_val, sa1b = roots["mose"], roots["sav"], roots["sav_val"], roots["sa1b"]
+    mose, sav, sav_val, sa1b = (roots.get(key) for key in ("mose", "sav", "sav_val", "sa1b"))
     if name in ("sam2_mose", "sam2_davis"):
         videos = sorted(p.name for p in (mose / "JPEGImages").iterdir())
         (tmp_path / "train.txt").write_text("\n".join(videos[:2]) + "\n")
@@ -91,3 +91,54 @@ def test_print_config_resolves_links_and_subclasses(capsys):
     assert printed["data"]["init_args"]["image_size"] == 1024
     assert "image_size" not in printed["model"]["init_args"]  # linked from the data side, written once
     assert printed["model"]["init_args"]["prompts"]["num_correction_pt_per_frame"] == 7
+
+
+def _quickstart_override(tmp_path: Path, **trainer) -> Path:
+    override = {
+        "trainer": TINY_TRAINER | {"fast_dev_run": False, "default_root_dir": str(tmp_path / "run"), **trainer},
+        "model": {"init_args": TINY_MODEL},
+        "data": _data_override("quickstart", {}, tmp_path),
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(override))
+    return path
+
+
+def test_predict_writes_palette_pngs_the_readers_accept(tmp_path):
+    from samlab.data.formats.davis import DAVISReader
+
+    out = tmp_path / "pred"
+    override = _quickstart_override(
+        tmp_path,
+        callbacks=[
+            {
+                "class_path": "samlab.models.sam2.writers.VOSMaskWriter",
+                "init_args": {"output_dir": str(out), "layout": "davis"},
+            }
+        ],
+        logger=False,
+    )
+    main(["predict", "--config", str(CONFIGS / "quickstart.yaml"), "--config", str(override)])
+    val = tmp_path / "quickstart" / "val"
+    videos = sorted(p.name for p in (val / "JPEGImages").iterdir())
+    assert sorted(p.name for p in out.iterdir()) == videos
+    gt = DAVISReader(val)
+    pngs = sorted((out / videos[0]).glob("*.png"))
+    assert len(pngs) == gt[0].num_frames
+    predicted = DAVISReader(val, annotation_dir=str(out))
+    assert predicted[0].masks(0).size == gt[0].masks(0).size  # original resolution
+    assert set(predicted[0].masks(0).ids()) == set(gt[0].masks(0).ids())  # frame 0 is the prompt itself
+
+
+def test_wandb_logger_block_runs_offline(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    override = _quickstart_override(tmp_path, max_steps=1, limit_val_batches=0, callbacks=[])
+    wandb_block = yaml.safe_load((CONFIGS / "loggers" / "wandb.yaml").read_text())
+    for logger in wandb_block["trainer"]["logger"]:
+        logger["init_args"]["save_dir"] = str(tmp_path / "runs")
+    block_file = tmp_path / "wandb.yaml"
+    block_file.write_text(yaml.safe_dump(wandb_block))
+    main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--config", str(block_file), "--config", str(override)])
+    runs = list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))

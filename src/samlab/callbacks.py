@@ -18,8 +18,12 @@ class JandFReport(Callback):
         self.after: dict[str, float] | None = None
 
     def _scores(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float]:
-        loader = trainer.datamodule.val_dataloader()
-        return pl_module.vos_scores(loader)
+        datamodule = trainer.datamodule
+        # Outside the Trainer loops: apply the data module's device-side step (normalisation) by hand.
+        batches = (
+            datamodule.on_after_batch_transfer(batch.to(pl_module.device), 0) for batch in datamodule.val_dataloader()
+        )
+        return pl_module.vos_scores(batches)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.before = self._scores(trainer, pl_module)

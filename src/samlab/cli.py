@@ -113,6 +113,11 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     data.add_argument("--size", type=int, default=1024)
     data.add_argument("--max-num-objects", type=int, default=3)
     data.add_argument("--clips", type=int, default=30)
+    data.add_argument(
+        "--normalize-on-cpu",
+        action="store_true",
+        help="also normalise to float32 in the worker (the default pipeline does it on the device)",
+    )
     data.add_argument("--json", action="store_true")
     index = tools.add_parser(
         "index",
@@ -196,6 +201,7 @@ def _run_tool(args: argparse.Namespace) -> int:
                 size=args.size,
                 max_num_objects=args.max_num_objects,
                 clips=args.clips,
+                normalize=args.normalize_on_cpu,
             )
             _print(result, args.json)
             return 0

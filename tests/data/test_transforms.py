@@ -199,17 +199,10 @@ def test_clip_step_rejects_interpolated_masks():
         ClipStep(A.Resize(8, 8, mask_interpolation=cv2.INTER_LINEAR))
 
 
-def fixed_params(transform: SAM2TrainTransform, num_frames: int, hflip: bool, angle: float, shear: float, **kw):
-    """SAM 2 parameters with the given geometry and identity colour (factors 1, no grayscale) unless ``kw`` says."""
+def fixed_params(num_frames: int, hflip: bool, angle: float, shear: float) -> SAM2AugmentParams:
+    """SAM 2 parameters with the given geometry and identity colour (factors 1, no grayscale)."""
     identity = ColorJitterParams((0, 1, 2), 1.0, 1.0, 1.0)
-    return SAM2AugmentParams(
-        hflip=hflip,
-        angle=angle,
-        shear=shear,
-        shared_jitter=kw.get("shared_jitter", identity),
-        grayscale=kw.get("grayscale", False),
-        frame_jitter=kw.get("frame_jitter", (identity,) * num_frames),
-    )
+    return SAM2AugmentParams(hflip, angle, shear, identity, False, (identity,) * num_frames)
 
 
 def box_clip(num_frames: int, size: tuple[int, int], boxes: list[tuple[int, int, int, int]]) -> Clip:
@@ -235,7 +228,7 @@ def test_fused_geometry_matches_torchvision_flip_affine_resize(hflip, angle, she
 
     clip = box_clip(1, (96, 128), [(16, 20, 70, 90)])
     transform = SAM2TrainTransform(resolution=80)
-    out = transform.apply(clip, fixed_params(transform, 1, hflip, angle, shear))
+    out = transform.apply(clip, fixed_params(1, hflip, angle, shear))
     mask = torch.from_numpy(clip.masks[0, :1].astype(np.uint8))
     if hflip:
         mask = tvf.hflip(mask)
@@ -259,7 +252,7 @@ def test_fused_transform_matches_the_step_by_step_albumentations_pipeline(hflip,
     ]
     reference = ClipTransform(steps, normalize=False)(clip, np.random.default_rng(0))
     transform = SAM2TrainTransform(resolution=96, normalize=False)
-    fused = transform.apply(clip, fixed_params(transform, 2, hflip, angle, 0.0))
+    fused = transform.apply(clip, fixed_params(2, hflip, angle, 0.0))
     for t in range(2):
         for o in range(2):
             assert iou(fused.masks[t, o], reference.masks[t, o]) > 0.98
@@ -275,7 +268,7 @@ def test_fused_masks_are_exactly_the_nearest_warp_of_each_mask():
     masks[0, :, 10:20, 15:25] = True  # every object visible mid-frame on frame 0: the affine is kept
     clip = make_clip([np.zeros((30, 40, 3), np.uint8)] * 5, masks)
     transform = SAM2TrainTransform(resolution=24)
-    out = transform.apply(clip, fixed_params(transform, 5, True, 10.0, 5.0))
+    out = transform.apply(clip, fixed_params(5, True, 10.0, 5.0))
     matrix = sam2_warp_matrix((30, 40), 24, True, 10.0, 5.0)
     for t in range(5):
         for o in range(9):
@@ -305,8 +298,8 @@ def test_fused_masks_follow_the_bilinear_frames():
 def test_fused_first_frame_rule_drops_the_affine_but_keeps_flip_and_resize():
     clip = corner_clip()
     transform = SAM2TrainTransform(resolution=32)
-    out = transform.apply(clip, fixed_params(transform, 2, True, 45.0, 0.0))
-    flipped = transform.apply(clip, fixed_params(transform, 2, True, 0.0, 0.0))
+    out = transform.apply(clip, fixed_params(2, True, 45.0, 0.0))
+    flipped = transform.apply(clip, fixed_params(2, True, 0.0, 0.0))
     assert out.masks[0, 0].any()
     np.testing.assert_array_equal(out.masks, flipped.masks)
     assert all(torch.equal(a, b) for a, b in zip(out.frames, flipped.frames, strict=True))
@@ -319,7 +312,7 @@ def test_fused_first_frame_rule_lets_later_frames_lose_objects():
     clip.masks[0, 0] = False
     clip.masks[0, 0, 15:20, 15:20] = True  # object 1 central on frame 0, in the corner on frame 1
     transform = SAM2TrainTransform(resolution=40)
-    out = transform.apply(clip, fixed_params(transform, 2, False, 45.0, 0.0))
+    out = transform.apply(clip, fixed_params(2, False, 45.0, 0.0))
     assert out.masks[0, 0].any() and out.masks[0, 1].any()
     assert not out.masks[1, 0].any()  # applied: the corner object of frame 1 rotated out of view
 
@@ -480,7 +473,7 @@ def test_bench_data_reports_rates_on_a_tiny_mose_set(tmp_path):
     assert ms["total"] == pytest.approx(ms["read"] + ms["transform"])
     assert result["clips_per_s_per_worker"] == pytest.approx(1000 / ms["total"])
     assert 1 <= result["objects_per_clip"] <= 3
-    uint8 = bench_data(tmp_path, format="mose", num_frames=2, size=32, clips=1, seed=0, normalize=False)
-    assert (result["normalize"], uint8["normalize"]) == (True, False)
+    on_cpu = bench_data(tmp_path, format="mose", num_frames=2, size=32, clips=1, seed=0, normalize=True)
+    assert (result["normalize"], on_cpu["normalize"]) == (False, True)  # default: the data modules' uint8 hand-over
     with pytest.raises(ValueError, match="unknown format"):
         bench_data(tmp_path, format="nope")

@@ -2,8 +2,12 @@
 
 Training clips: ``num_frames`` contiguous annotated frames with up to ``max_num_objects`` objects visible on the first
 frame, augmented by ``train_transform`` (default: SAM 2's MOSE fine-tuning recipe at ``image_size``). Validation,
-test and prediction use whole videos (``val_num_frames=None``) with every annotated object, resized and normalised
-only, one video per batch. ``image_size`` is linked to the model's by the CLI, so YAML files state it once.
+test and prediction use whole videos (``val_num_frames=None``) with every annotated object, resized only, one video
+per batch. ``image_size`` is linked to the model's by the CLI, so YAML files state it once.
+
+The default transforms hand over uint8 frames; :meth:`ClipDataModule.on_after_batch_transfer` normalises them on
+the device (a quarter of the bytes between worker processes, and no float32 pass on the CPU), so the model always
+receives float32 normalised ``images``.
 """
 
 from __future__ import annotations
@@ -13,13 +17,21 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from samlab.data.batch import VideoBatch
 from samlab.data.datasets import ClipDataset, SeededSampler, collate_samples, worker_init_fn
 from samlab.data.formats.base import VideoReader
 from samlab.data.sampling import ClipSampler
-from samlab.data.transforms import ClipTransform, EvalTransform, SAM2TrainTransform
+from samlab.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ClipTransform,
+    EvalTransform,
+    SAM2TrainTransform,
+    normalize_images,
+)
 
 Split = str  # "train" | "val" | "test" | "predict"
 
@@ -42,6 +54,9 @@ class ClipDataModule(L.LightningDataModule):
         skip_bad_samples: skip (and log, and count in ``VideoBatch.num_skipped``) bad samples instead of raising.
         train_transform: training transform; None = :class:`SAM2TrainTransform` at ``image_size``.
         val_transform: evaluation transform; None = :class:`EvalTransform` at ``image_size``.
+
+    Transforms built with ``normalize=False`` (the defaults) give uint8 frames, normalised on the device after the
+    transfer with the transform's ``mean``/``std``.
     """
 
     def __init__(
@@ -90,11 +105,11 @@ class ClipDataModule(L.LightningDataModule):
                 return None
             if split == "train":
                 sampler = ClipSampler(self.num_frames, self.max_num_objects, self.reverse_time_prob)
-                transform = self.train_transform or SAM2TrainTransform(resolution=self.image_size)
+                transform = self.train_transform or SAM2TrainTransform(resolution=self.image_size, normalize=False)
                 repeat = self.repeat
             else:
                 sampler = ClipSampler(self.val_num_frames, self.val_max_num_objects)
-                transform = self.val_transform or EvalTransform(resolution=self.image_size)
+                transform = self.val_transform or EvalTransform(resolution=self.image_size, normalize=False)
                 repeat = 1
             self.datasets[split] = ClipDataset(
                 reader,
@@ -105,6 +120,21 @@ class ClipDataModule(L.LightningDataModule):
                 skip_bad_samples=self.skip_bad_samples,
             )
         return self.datasets[split]
+
+    def normalize(self, batch: VideoBatch) -> VideoBatch:
+        """Normalise uint8 ``batch.images`` (in place) with the statistics of the transform that made them."""
+        if isinstance(batch, VideoBatch) and batch.images.dtype == torch.uint8:
+            transform = next(
+                (d.transform for d in self.datasets.values() if d.transform is not None),
+                None,
+            )
+            mean = getattr(transform, "mean", IMAGENET_MEAN)
+            std = getattr(transform, "std", IMAGENET_STD)
+            batch.images = normalize_images(batch.images, mean, std)
+        return batch
+
+    def on_after_batch_transfer(self, batch: VideoBatch, dataloader_idx: int) -> VideoBatch:
+        return self.normalize(batch)
 
     def setup(self, stage: str | None = None) -> None:
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
@@ -401,6 +431,10 @@ class MixedDataModule(L.LightningDataModule):
         for member in self.members:
             member.trainer = self.trainer
             member.setup(stage)
+
+    def on_after_batch_transfer(self, batch: VideoBatch, dataloader_idx: int) -> VideoBatch:
+        # Members share the normalisation statistics of the model (ImageNet's unless their transforms say otherwise).
+        return self.members[0].normalize(batch)
 
     def train_dataloader(self) -> MixedLoader:
         loaders = [member.train_dataloader() for member in self.members]

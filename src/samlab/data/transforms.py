@@ -431,7 +431,7 @@ class SAM2TrainTransform(ClipTransform):
         matrix = sam2_warp_matrix((height, width), size, params.hflip, params.angle, params.shear)
         fallback = sam2_warp_matrix((height, width), size, params.hflip, 0.0, 0.0)
         masks, matrix = _warp_masks(np.ascontiguousarray(clip.masks, dtype=bool), matrix, fallback, size)
-        frames = []
+        frames = self._new_frames(clip.num_frames, size, size)
         rgba = np.empty((height, width, 4), dtype=np.uint8)
         warped = np.empty((size, size, 4), dtype=np.uint8)
         rgb, colored = np.empty((size, size, 3), dtype=np.uint8), np.empty((size, size, 3), dtype=np.uint8)
@@ -451,9 +451,8 @@ class SAM2TrainTransform(ClipTransform):
             )
             cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB, dst=rgb)
             cv2.transform(rgb, color_matrix(params.color_ops(t), cv2.mean(rgb)), dst=colored)
-            frames.append(self._new_frames(1, size, size)[0])
-            self._store(colored, frames[-1], planes)
-        return dataclasses.replace(clip, frames=[torch.from_numpy(frame) for frame in frames], masks=masks)
+            self._store(colored, frames[t], planes)
+        return dataclasses.replace(clip, frames=list(torch.from_numpy(frames)), masks=masks)
 
     def __repr__(self) -> str:
         return (

@@ -37,13 +37,14 @@ def bench_data(
     max_num_objects: int = 3,
     clips: int = 30,
     seed: int = 0,
-    normalize: bool = True,
+    normalize: bool = False,
 ) -> dict:
     """Read and augment ``clips`` clips of ``root`` in this process on one CPU thread, after 2 warm-up clips.
 
     Clips of ``num_frames`` frames and up to ``max_num_objects`` objects are sampled from randomly chosen videos with
     :class:`~samlab.data.sampling.ClipSampler` and transformed by ``sam2_train_transform(size, normalize=normalize)``
-    (``normalize=False``: frames stay uint8, normalised later on the device). OpenCV and torch run single-threaded
+    (``normalize=False``, the data modules' default: frames stay uint8 and are normalised on the device after the
+    transfer; True adds the float32 normalisation on the CPU). OpenCV and torch run single-threaded
     during the measurement (their previous thread counts are restored after).
 
     Returns ``{"clips_per_s_per_worker", "ms_per_clip": {"read", "transform", "total"}, "cpu_ms_per_clip", "clips",

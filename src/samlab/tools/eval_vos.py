@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import struct
 import sys
 import zlib
@@ -354,7 +355,9 @@ def evaluate_vos_folders(
         raise DataError(pred_root, f"holds none of the {len(videos)} ground-truth video folders (e.g. {videos[0]!r})")
     tasks = [(gt_root / video, pred_root / video, skip_first_last) for video in videos]
     if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+        # forkserver: forking a process whose torch/OpenCV thread pools are running can deadlock the children.
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, mp_context=context) as pool:
             per_video = list(pool.map(_evaluate_video_args, tasks))
     else:
         per_video = [_evaluate_video_args(task) for task in tasks]

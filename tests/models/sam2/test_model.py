@@ -198,3 +198,15 @@ def test_checkpoint_with_python_objects_needs_weights_only_false(tiny: nn.Module
     with pytest.raises(DataError, match="weights_only=False"):
         read_state_dict(path)
     assert set(read_state_dict(path, weights_only=False)) == set(tiny.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("variant", "trunk_dim", "blocks"),
+    [("sam2.1_hiera_s", 96, 16), ("sam2.1_hiera_b+", 112, 24), ("sam2.1_hiera_l", 144, 48), ("sam2_hiera_b+", 112, 24)],
+)
+def test_every_size_builds_at_a_custom_image_size(variant: str, trunk_dim: int, blocks: int) -> None:
+    model = build_sam2_model(variant, image_size=96, train=False)
+    trunk = model.image_encoder.trunk
+    assert model.image_size == 96 and model.sam_image_embedding_size == 6
+    assert trunk.patch_embed.proj.out_channels == trunk_dim and len(trunk.blocks) == blocks
+    assert isinstance(model.obj_ptr_tpos_proj, nn.Linear) == variant.startswith("sam2.1")

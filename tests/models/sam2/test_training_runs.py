@@ -6,6 +6,7 @@ import csv
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -52,10 +53,16 @@ def _config(tmp_path: Path, data_root: Path, **trainer) -> Path:
     return path
 
 
+def _env() -> dict[str, str]:
+    return os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "samlab.cli", "fit", "--config", str(CONFIGS / "quickstart.yaml"), *args]
+
+
 def _fit(*args: str) -> subprocess.CompletedProcess:
-    env = os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "samlab.cli", "fit", "--config", str(CONFIGS / "quickstart.yaml"), *args]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, check=False)
+    result = subprocess.run(_command(*args), capture_output=True, text=True, env=_env(), timeout=900, check=False)
     assert result.returncode == 0, result.stderr[-4000:]
     return result
 
@@ -68,46 +75,42 @@ def _lr_by_step(metrics: Path) -> dict[int, float]:
 @pytest.mark.slow
 def test_resume_mid_epoch_continues_step_count_and_schedule(tmp_path):
     data = tmp_path / "data"
-    ckpt = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}}
+    ckpt = {
+        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "init_args": {"save_last": True, "every_n_train_steps": 4, "save_top_k": -1, "filename": "{step}"},
+    }
     # The uninterrupted reference: 8 steps (epochs of 6 clips, so step 4 is mid-epoch).
     full = tmp_path / "full"
-    _fit(
-        "--config",
-        str(_config(tmp_path, data, max_steps=8, default_root_dir=str(full))),
-        "--trainer.logger.init_args.save_dir",
-        str(full),
-    )
-    # Interrupted at step 4, then resumed from last.ckpt up to step 8.
+    _fit("--config", str(_config(tmp_path, data, max_steps=8, default_root_dir=str(full))),
+         "--trainer.logger.init_args.save_dir", str(full))  # fmt: skip
+    # The same run killed once its step-4 checkpoint exists, then resumed from last.ckpt.
     part = tmp_path / "part"
-    _fit(
-        "--config",
-        str(_config(tmp_path, data, max_steps=4, default_root_dir=str(part), callbacks=[ckpt])),
-        "--trainer.logger.init_args.save_dir",
-        str(part),
-    )
-    last = next(part.rglob("last.ckpt"))
+    config = _config(tmp_path, data, max_steps=8, default_root_dir=str(part), callbacks=[ckpt])
+    args = ["--config", str(config), "--trainer.logger.init_args.save_dir", str(part)]
+    process = subprocess.Popen(_command(*args), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not list(part.rglob("last.ckpt")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # let the checkpoint writes finish; the next save is 4 steps away
+    process.kill()
+    process.wait()
+    killed_at = next(part.rglob("step=4.ckpt"))
+    last = killed_at.parent / "last.ckpt"
     state = torch.load(last, map_location="cpu", weights_only=False)
-    assert state["global_step"] == 4 and state["epoch"] == 0
+    assert state["global_step"] == 4  # 4 of the 6 batches of the first epoch
     assert (last.parent / "config.yaml").is_file()  # the resolved config sits next to the checkpoints
-    _fit(
-        "--config",
-        str(_config(tmp_path, data, max_steps=8, default_root_dir=str(part), callbacks=[ckpt])),
-        "--trainer.logger.init_args.save_dir",
-        str(part),
-        "--ckpt_path",
-        str(last),
-    )
-    resumed = torch.load(next(part.rglob("last.ckpt")), map_location="cpu", weights_only=False)
+    _fit(*args, "--ckpt_path", str(last))
+    newest = max(part.rglob("last.ckpt"), key=lambda path: path.stat().st_mtime_ns)
+    assert newest != last  # the resumed run writes its own version folder
+    resumed = torch.load(newest, map_location="cpu", weights_only=False)
     assert resumed["global_step"] == 8
     reference = {}
     for metrics in full.rglob("metrics.csv"):
         reference |= _lr_by_step(metrics)
-    continued = {}
-    for metrics in part.rglob("metrics.csv"):
-        continued |= _lr_by_step(metrics)
-    assert set(reference) == set(continued) and len(reference) >= 7
-    for step, lr in reference.items():
-        assert continued[step] == pytest.approx(lr, rel=1e-9), step
+    continued = _lr_by_step(next(newest.parent.parent.glob("metrics.csv")))
+    assert len(reference) >= 7 and set(continued) == {step for step in reference if step >= 4}
+    for step, lr in continued.items():
+        assert lr == pytest.approx(reference[step], rel=1e-9), step
 
 
 @pytest.mark.slow
