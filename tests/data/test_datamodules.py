@@ -31,6 +31,7 @@ class BatchProbe(L.LightningModule):
         self.seen: list[tuple] = []
 
     def training_step(self, batch: VideoBatch, batch_idx: int) -> torch.Tensor:
+        assert batch.images.dtype == torch.float32  # normalised on the device by the data module
         self.seen.append(("train", tuple(batch.images.shape), tuple(batch.masks.shape)))
         return (self.scale * batch.images.mean()) ** 2
 
@@ -173,3 +174,13 @@ def test_synth_video_datamodule_writes_once(tmp_path):
     batch = next(iter(dm.train_dataloader()))
     assert batch.images.shape == (2, 1, 3, 32, 32)
     assert np.isfinite(batch.images.numpy()).all()
+
+
+def test_loader_hands_uint8_and_the_datamodule_normalises_like_the_cpu_path(mose_root):
+    dm = MOSEDataModule(root=str(mose_root), val_root=str(mose_root), **SMALL)
+    dm.setup("validate")
+    batch = next(iter(dm.val_dataloader()))
+    assert batch.images.dtype == torch.uint8
+    normalised = dm.on_after_batch_transfer(batch, 0)
+    reference = ClipDataset(DAVISReader(mose_root), ClipSampler(None, None), EvalTransform(resolution=32))[0]
+    torch.testing.assert_close(normalised.images[:, 0], torch.stack(reference.frames), atol=1e-5, rtol=0)

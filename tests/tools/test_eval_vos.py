@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from samlab.data.formats import base
 from samlab.errors import DataError
-from samlab.tools import eval_vos
 from samlab.tools.eval_vos import (
     detect_layout,
     evaluate_video,
@@ -207,7 +207,7 @@ def test_png_readers_agree_with_pil(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         np.testing.assert_array_equal(read_object_ids(paths[name]), labels)
         np.testing.assert_array_equal(read_binary_mask(paths[name]), labels > 0)
     np.testing.assert_array_equal(read_object_ids(paths["sixteen"]), labels.astype(np.uint16) * 300)
-    monkeypatch.setattr(eval_vos, "_deflate", None)  # plain zlib decodes the same bytes
+    monkeypatch.setattr(base, "_deflate", None)  # plain zlib decodes the same bytes
     np.testing.assert_array_equal(read_object_ids(paths["palette"]), labels)
 
 

@@ -2,7 +2,9 @@
 
 Layout (the same as SAM 2's ``BatchedVideoDatapoint``, so its model code can be fed directly)::
 
-    images            float32 [T, B, 3, H, W]   normalised frames, time first
+    images            [T, B, 3, H, W]           frames, time first: uint8 out of the DataLoader (the default
+                                                transforms), float32 normalised once the data module's
+                                                ``on_after_batch_transfer`` has run (what models receive)
     masks             bool    [T, O, H, W]      O = all objects of all B clips, clip after clip
     obj_to_frame_idx  int32   [T, O, 2]         (t, b): frame t of clip b holds object o
     object_ids        int64   [O]               dataset object id (annotation id, masklet index, palette index)

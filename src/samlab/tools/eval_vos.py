@@ -15,9 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing
-import struct
 import sys
-import zlib
 from collections.abc import Hashable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -28,19 +26,13 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from samlab.data.formats.base import read_label_png
+from samlab.data.formats.base import decode_label_png, read_label_png
 from samlab.errors import DataError
 from samlab.metrics.vos import Box, SequenceScores, boundary_radius, object_box, region_boundary_scores
-
-try:  # libdeflate inflates label PNGs ~10x faster than zlib; optional, zlib gives the same bytes.
-    import deflate as _deflate
-except ImportError:  # pragma: no cover - depends on the environment
-    _deflate = None
 
 DAVIS = "davis"
 SAV = "sav"
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _LABEL_MODES = ("P", "L", "I", "I;16", "1")
 # Beyond this many candidate ids a histogram finds the present ones faster than one comparison per id.
 _MAX_IDS_BY_COMPARISON = 32
@@ -110,55 +102,6 @@ class VOSResult:
                 writer.writerow([o.video, o.object, o.jf, o.j, o.f, o.frames])
 
 
-def _inflate(data: bytes, size: int) -> bytes | None:
-    try:
-        if _deflate is not None:
-            return _deflate.zlib_decompress(data, size)
-        return zlib.decompress(data)
-    except (zlib.error, getattr(_deflate, "DeflateError", zlib.error)):
-        return None
-
-
-def _decode_label_png(data: bytes) -> np.ndarray | None:
-    """``[H, W]`` uint8 values of an 8-bit grey or palette, non-interlaced PNG; None for any other PNG.
-
-    Label PNGs are nearly all of this kind (PIL writes palette PNGs unfiltered); decoding them here skips PIL's
-    slower zlib and copies. Rows with the Average or Paeth filter, or anything unexpected, return None and go
-    through PIL instead.
-    """
-    if data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR" or len(data) < 29:
-        return None
-    width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
-    if depth != 8 or color not in (0, 3) or interlace:
-        return None
-    chunks = []
-    pos = 8
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        if kind == b"IDAT":
-            chunks.append(data[pos + 8 : pos + 8 + length])
-        elif kind == b"IEND":
-            break
-        pos += 12 + length
-    size = height * (width + 1)
-    raw = _inflate(b"".join(chunks), size)
-    if raw is None or len(raw) != size:
-        return None
-    rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, width + 1)
-    filters = rows[:, 0]
-    if not filters.any():
-        return rows[:, 1:]
-    if filters.max() > 2:
-        return None
-    pixels = rows[:, 1:].copy()
-    for y in np.flatnonzero(filters):
-        if filters[y] == 1:  # Sub: each byte adds the reconstructed byte on its left.
-            pixels[y] = np.cumsum(pixels[y], dtype=np.uint8)
-        elif y > 0:  # Up: each byte adds the reconstructed byte above (nothing above the first row).
-            pixels[y] += pixels[y - 1]
-    return pixels
-
-
 def read_object_ids(path: str | PathLike[str]) -> np.ndarray:
     """``[H, W]`` object ids of a DAVIS-layout mask PNG (palette index or grey value; 0 = background).
 
@@ -169,7 +112,7 @@ def read_object_ids(path: str | PathLike[str]) -> np.ndarray:
         data = path.read_bytes()
     except OSError as err:
         raise DataError(path, f"cannot read mask PNG ({err.strerror})") from None
-    labels = _decode_label_png(data)
+    labels = decode_label_png(data)
     if labels is not None:
         return labels
     try:
@@ -193,7 +136,7 @@ def read_binary_mask(path: str | PathLike[str]) -> np.ndarray:
         data = path.read_bytes()
     except OSError as err:
         raise DataError(path, f"cannot read mask PNG ({err.strerror})") from None
-    labels = _decode_label_png(data)
+    labels = decode_label_png(data)
     return (read_label_png(path) if labels is None else labels) > 0
 
 

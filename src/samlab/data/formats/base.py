@@ -7,6 +7,8 @@ No torch here.
 
 from __future__ import annotations
 
+import struct
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -16,10 +18,16 @@ import cv2
 import numpy as np
 from PIL import Image
 
+try:  # libdeflate inflates label PNGs ~10x faster than zlib; optional, zlib gives the same bytes.
+    import deflate as _deflate
+except ImportError:  # pragma: no cover - depends on the environment
+    _deflate = None
+
 from samlab.errors import DataError
 from samlab.masks import RLE, decode_rle, decode_segmentation, rle_is_empty
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -46,9 +54,69 @@ def read_image(path: str | Path) -> np.ndarray:
     return image
 
 
+def _inflate(data: bytes, size: int) -> bytes | None:
+    try:
+        if _deflate is not None:
+            return _deflate.zlib_decompress(data, size)
+        return zlib.decompress(data)
+    except (zlib.error, getattr(_deflate, "DeflateError", zlib.error)):
+        return None
+
+
+def decode_label_png(data: bytes) -> np.ndarray | None:
+    """``[H, W]`` uint8 values of an 8-bit grey or palette, non-interlaced PNG; None for any other PNG.
+
+    Label PNGs are nearly all of this kind (PIL writes palette PNGs unfiltered); decoding them here skips PIL's
+    slower zlib and copies. Rows with the Average or Paeth filter, or anything unexpected, return None and go
+    through PIL instead.
+    """
+    if data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR" or len(data) < 29:
+        return None
+    width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    if depth != 8 or color not in (0, 3) or interlace:
+        return None
+    chunks = []
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind == b"IDAT":
+            chunks.append(data[pos + 8 : pos + 8 + length])
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    size = height * (width + 1)
+    raw = _inflate(b"".join(chunks), size)
+    if raw is None or len(raw) != size:
+        return None
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, width + 1)
+    filters = rows[:, 0]
+    if not filters.any():
+        return rows[:, 1:]
+    if filters.max() > 2:
+        return None
+    pixels = rows[:, 1:].copy()
+    for y in np.flatnonzero(filters):
+        if filters[y] == 1:  # Sub: each byte adds the reconstructed byte on its left.
+            pixels[y] = np.cumsum(pixels[y], dtype=np.uint8)
+        elif y > 0:  # Up: each byte adds the reconstructed byte above (nothing above the first row).
+            pixels[y] += pixels[y - 1]
+    return pixels
+
+
 def read_label_png(path: str | Path) -> np.ndarray:
-    """Read a mask PNG as ``[H, W]`` integer labels: palette index for palette PNGs, value for grey PNGs."""
+    """Read a mask PNG as ``[H, W]`` integer labels: palette index for palette PNGs, value for grey PNGs.
+
+    8-bit palette and grey PNGs (nearly all label PNGs) go through :func:`decode_label_png`; the rest through PIL.
+    """
     path = Path(path)
+    try:
+        labels = decode_label_png(path.read_bytes())
+    except FileNotFoundError:
+        raise DataError(path, "annotation PNG is missing") from None
+    except OSError as err:
+        raise DataError(path, f"cannot read annotation PNG ({err.strerror})") from None
+    if labels is not None:
+        return labels
     try:
         with Image.open(path) as image:
             indexed = image.mode in ("P", "L", "I", "I;16", "1")
@@ -243,6 +311,30 @@ class Video(ABC):
     def labels(self) -> dict[int, int]:
         """Category id of each object id (COCO); empty when the format has no categories."""
         return {}
+
+
+class ImageVideo(Video):
+    """An image as a one-frame :class:`Video` (SA-1B, COCO): subclasses set ``name``, ``image_path``, ``source``
+    and ``kind`` (the format's name for error messages) and implement :meth:`masks`."""
+
+    image_path: Path
+    kind: str = "image"
+
+    @property
+    def num_frames(self) -> int:
+        return 1
+
+    def _check_k(self, k: int) -> None:
+        if k != 0:
+            raise IndexError(f"{self.kind} '{self.name}' has one frame, asked for frame {k}")
+
+    def frame_path(self, k: int) -> Path:
+        self._check_k(k)
+        return self.image_path
+
+    def frame_index(self, k: int) -> int:
+        self._check_k(k)
+        return 0
 
 
 @dataclass

@@ -15,17 +15,19 @@ from typing import Any, overload
 
 import numpy as np
 
-from samlab.data.formats.base import Problem, SegmentationMasks, Video, VideoReader
+from samlab.data.formats.base import ImageVideo, Problem, SegmentationMasks, VideoReader
 from samlab.errors import DataError
 from samlab.masks import rle_area
 
 
-class COCOImage(Video):
+class COCOImage(ImageVideo):
     """One COCO image as a one-frame video.
 
     ``annotations`` are the image's valid annotations (crowd ones included, flagged by ``iscrowd``); ``objects``
     are those that count as objects (crowd ones only with ``include_crowd``).
     """
+
+    kind = "COCO image"
 
     def __init__(
         self,
@@ -42,22 +44,6 @@ class COCOImage(Video):
         self.annotations = annotations
         self.objects = objects
         self.size = (int(info["height"]), int(info["width"]))
-
-    @property
-    def num_frames(self) -> int:
-        return 1
-
-    def _check_k(self, k: int) -> None:
-        if k != 0:
-            raise IndexError(f"COCO image '{self.name}' has one frame, asked for frame {k}")
-
-    def frame_path(self, k: int) -> Path:
-        self._check_k(k)
-        return self.image_path
-
-    def frame_index(self, k: int) -> int:
-        self._check_k(k)
-        return 0
 
     def masks(self, k: int) -> SegmentationMasks:
         """:class:`SegmentationMasks` of the objects keyed by annotation id, of the ``images`` entry's size."""

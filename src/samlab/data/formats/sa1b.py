@@ -17,37 +17,23 @@ from typing import Any, overload
 
 import numpy as np
 
-from samlab.data.formats.base import IMAGE_SUFFIXES, Problem, RLEMasks, Video, VideoReader
+from samlab.data.formats.base import IMAGE_SUFFIXES, ImageVideo, Problem, RLEMasks, VideoReader
 from samlab.errors import DataError
 from samlab.masks import RLE
 
 _LISTED_SUFFIXES = (*IMAGE_SUFFIXES, ".json")
 
 
-class SA1BImage(Video):
+class SA1BImage(ImageVideo):
     """One SA-1B image as a one-frame video; its JSON is parsed on first use and kept for this object's lifetime."""
+
+    kind = "SA-1B image"
 
     def __init__(self, name: str, image_path: Path, json_path: Path) -> None:
         self.name = name
         self.image_path = image_path
         self.json_path = json_path
         self.source = str(json_path)
-
-    @property
-    def num_frames(self) -> int:
-        return 1
-
-    def _check_k(self, k: int) -> None:
-        if k != 0:
-            raise IndexError(f"SA-1B image '{self.name}' has one frame, asked for frame {k}")
-
-    def frame_path(self, k: int) -> Path:
-        self._check_k(k)
-        return self.image_path
-
-    def frame_index(self, k: int) -> int:
-        self._check_k(k)
-        return 0
 
     @cached_property
     def _record(self) -> dict[str, Any]:
