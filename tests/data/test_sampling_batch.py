@@ -6,7 +6,7 @@ import torch
 
 from samlab.data.batch import collate_clips
 from samlab.data.formats.base import LabelMapMasks, Video
-from samlab.data.sampling import Clip, ClipSampler, ClipSpec, load_clip
+from samlab.data.sampling import Clip, ClipSampler, ClipSpec, load_clip, read_annotated_frame
 from samlab.errors import DataError
 
 
@@ -94,6 +94,14 @@ def test_load_clip_masks_follow_ids_and_frames():
     assert not clip.masks[:, 2].any()  # absent object: all-false mask
     assert [f[0, 0, 0] for f in clip.frames] == [3, 2]
     assert clip.frame_indices == [12, 8] and clip.orig_size == (8, 10)
+
+
+def test_read_annotated_frame_returns_pixels_and_lazy_masks():
+    image, masks = read_annotated_frame(_video(num_frames=3), 2)
+    assert image.shape == (8, 10, 3) and image[0, 0, 0] == 2
+    assert masks.ids() == [1, 2, 3] and masks.source.endswith("00002.png")
+    with pytest.raises(DataError, match="masks are 10x8"):
+        read_annotated_frame(ArrayVideo(np.ones((1, 8, 10), np.uint8), frame_size=(9, 10)), 0)
 
 
 def test_load_clip_rejects_mask_of_wrong_size():

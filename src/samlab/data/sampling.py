@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from samlab.data.formats.base import Video
+from samlab.data.formats.base import FrameMasks, Video
 from samlab.errors import DataError
 
 
@@ -112,19 +112,26 @@ class ClipSampler:
         return ClipSpec(frames=list(range(video.num_frames)), object_ids=object_ids)
 
 
+def read_annotated_frame(video: Video, k: int) -> tuple[np.ndarray, FrameMasks]:
+    """Pixels and (lazy) masks of annotated frame ``k``; :class:`DataError` naming the mask file when the masks' size
+    differs from the frame's."""
+    image = video.read_frame(k)
+    frame_masks = video.masks(k)
+    if frame_masks.size != image.shape[:2]:
+        raise DataError(
+            frame_masks.source,
+            f"masks are {frame_masks.size[1]}x{frame_masks.size[0]} (WxH) but frame "
+            f"{video.frame_path(k).name} is {image.shape[1]}x{image.shape[0]}",
+        )
+    return image, frame_masks
+
+
 def load_clip(video: Video, spec: ClipSpec) -> Clip:
     """Read the frames and decode the masks of ``spec``; checks each mask against its frame's size."""
     frames: list[np.ndarray] = []
     masks: list[np.ndarray] = []
     for k in spec.frames:
-        image = video.read_frame(k)
-        frame_masks = video.masks(k)
-        if frame_masks.size != image.shape[:2]:
-            raise DataError(
-                frame_masks.source,
-                f"masks are {frame_masks.size[1]}x{frame_masks.size[0]} (WxH) but frame "
-                f"{video.frame_path(k).name} is {image.shape[1]}x{image.shape[0]}",
-            )
+        image, frame_masks = read_annotated_frame(video, k)
         frames.append(image)
         masks.append(frame_masks.decode(spec.object_ids))
     labels_by_id = video.labels()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from samlab.data.formats.base import Problem, VideoReader
+from samlab.data.sampling import read_annotated_frame
 from samlab.errors import DataError
 
 FORMATS = ("sa1b", "sav", "mose", "coco")
@@ -74,18 +75,9 @@ def check_dataset(format: str, root: str | Path, layout: str | None = None) -> l
         seen_object = False
         for k in range(video.num_frames):
             try:
-                height, width = video.read_frame(k).shape[:2]
-                masks = video.masks(k)
+                _, masks = read_annotated_frame(video, k)
                 ids = masks.ids()
                 masks.decode(ids)
-                if masks.size != (height, width):
-                    problems.append(
-                        Problem(
-                            masks.source,
-                            f"masks are {masks.size[1]}x{masks.size[0]} (WxH) but frame "
-                            f"{video.frame_path(k).name} is {width}x{height}",
-                        )
-                    )
                 seen_object = seen_object or bool(ids)
             except DataError as err:
                 problems.append(Problem(err.path, err.message))
