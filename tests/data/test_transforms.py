@@ -27,7 +27,6 @@ from samlab.data.transforms import (
     color_matrix,
     normalize_images,
     pack_masks,
-    sam2_train_transform,
     sam2_warp_matrix,
     unpack_masks,
 )
@@ -187,7 +186,7 @@ def test_image_pairs_many_objects_and_no_objects_collate():
     frames = [rng.integers(0, 256, (30, 50, 3), dtype=np.uint8) for _ in range(2)]
     many = make_clip(frames, rng.random((2, 9, 30, 50)) < 0.5)
     none = make_clip(frames, np.zeros((2, 0, 30, 50), dtype=bool))
-    transform = sam2_train_transform(resolution=24)
+    transform = SAM2TrainTransform(resolution=24)
     batch = collate_clips([transform(many, rng), transform(none, rng)])
     assert batch.images.shape == (2, 2, 3, 24, 24) and batch.images.dtype == torch.float32
     assert batch.masks.shape == (2, 9, 24, 24) and batch.masks.dtype == torch.bool
@@ -279,7 +278,7 @@ def test_fused_masks_are_exactly_the_nearest_warp_of_each_mask():
 
 def test_fused_masks_follow_the_bilinear_frames():
     clip = coloured_clip(num_frames=4)
-    out = sam2_train_transform(resolution=64, grayscale_p=0.0)(clip, np.random.default_rng(3))
+    out = SAM2TrainTransform(resolution=64, grayscale_p=0.0)(clip, np.random.default_rng(3))
     for t, frame in enumerate(out.frames):
         pixels = denormalize(frame).astype(int)
         for o, colour in enumerate(COLOURS):

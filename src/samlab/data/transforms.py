@@ -462,22 +462,6 @@ class SAM2TrainTransform(ClipTransform):
         )
 
 
-def sam2_train_transform(
-    resolution: int = 1024,
-    hflip_p: float = 0.5,
-    degrees: float = 25.0,
-    shear: float = 20.0,
-    shared_jitter: tuple[float, float, float] = (0.1, 0.03, 0.03),
-    frame_jitter: tuple[float, float, float] = (0.1, 0.05, 0.05),
-    grayscale_p: float = 0.05,
-    normalize: bool = True,
-) -> ClipTransform:
-    """SAM 2.1's MOSE fine-tuning augmentation; the function form of :class:`SAM2TrainTransform` (same parameters)."""
-    return SAM2TrainTransform(
-        resolution, hflip_p, degrees, shear, shared_jitter, frame_jitter, grayscale_p, normalize=normalize
-    )
-
-
 class EvalTransform(ClipTransform):
     """Square resize to ``resolution`` (bilinear frames, nearest masks), then normalisation as :class:`ClipTransform`
     (``normalize``); no randomness."""

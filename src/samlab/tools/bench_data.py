@@ -19,7 +19,7 @@ import torch
 from samlab.data.formats.base import VideoReader
 from samlab.data.formats.davis import DAVISReader
 from samlab.data.sampling import ClipSampler, load_clip
-from samlab.data.transforms import sam2_train_transform
+from samlab.data.transforms import SAM2TrainTransform
 
 _READERS: dict[str, Callable[[Path], VideoReader]] = {
     "mose": DAVISReader,
@@ -42,7 +42,7 @@ def bench_data(
     """Read and augment ``clips`` clips of ``root`` in this process on one CPU thread, after 2 warm-up clips.
 
     Clips of ``num_frames`` frames and up to ``max_num_objects`` objects are sampled from randomly chosen videos with
-    :class:`~samlab.data.sampling.ClipSampler` and transformed by ``sam2_train_transform(size, normalize=normalize)``
+    :class:`~samlab.data.sampling.ClipSampler` and transformed by ``SAM2TrainTransform(size, normalize=normalize)``
     (``normalize=False``, the data modules' default: frames stay uint8 and are normalised on the device after the
     transfer; True adds the float32 normalisation on the CPU). OpenCV and torch run single-threaded
     during the measurement (their previous thread counts are restored after).
@@ -58,7 +58,7 @@ def bench_data(
         raise ValueError(f"clips must be >= 1, got {clips}")
     reader = _READERS[format](Path(root))
     sampler = ClipSampler(num_frames=num_frames, max_num_objects=max_num_objects)
-    transform = sam2_train_transform(size, normalize=normalize)
+    transform = SAM2TrainTransform(size, normalize=normalize)
     rng = np.random.default_rng(seed)
     cv2_threads, torch_threads = cv2.getNumThreads(), torch.get_num_threads()
     cv2.setNumThreads(1)
