@@ -1,0 +1,100 @@
+"""``samlab bench data|index|train``: benchmarks that print figures (they assert nothing)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from samlab.commands import Tool, print_result
+from samlab.tools.inspection import FORMATS
+
+
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--num-frames", type=int, default=8)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--max-num-objects", type=int, default=3)
+    parser.add_argument("--clips", type=int, default=30)
+    parser.add_argument(
+        "--normalize-on-cpu",
+        action="store_true",
+        help="also normalise to float32 in the worker (the default pipeline does it on the device)",
+    )
+    parser.add_argument("--json", action="store_true")
+
+
+def _data(args: argparse.Namespace) -> int:
+    from samlab.tools.bench_data import bench_data
+
+    result = bench_data(
+        args.root,
+        format=args.format,
+        num_frames=args.num_frames,
+        size=args.size,
+        max_num_objects=args.max_num_objects,
+        clips=args.clips,
+        normalize=args.normalize_on_cpu,
+    )
+    print_result(result, args.json)
+    return 0
+
+
+def _index_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", default="sa1b", choices=("sa1b",))
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--file-list", type=Path)
+    parser.add_argument("--json", action="store_true")
+
+
+def _index(args: argparse.Namespace) -> int:
+    from samlab.tools.bench_index import bench_index
+
+    print_result(bench_index(args.root, format=args.format, file_list=args.file_list), args.json)
+    return 0
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    parser.add_argument("--json", action="store_true")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from samlab.tools.bench_train import bench_train
+
+    print_result(bench_train(args.config, args.steps, args.warmup, overrides=args.overrides), args.json)
+    return 0
+
+
+TOOLS = [
+    Tool(
+        "bench",
+        "data",
+        "clips per second per worker of the default training pipeline",
+        "Read, sample and augment clips with the default training pipeline (SAM 2's MOSE recipe) in one process on "
+        "one core, and print clips per second.",
+        _data_arguments,
+        _data,
+    ),
+    Tool(
+        "bench",
+        "index",
+        "time to index a dataset folder",
+        "Time the indexing of a dataset folder (no JSON parsing, no image decoding).",
+        _index_arguments,
+        _index,
+    ),
+    Tool(
+        "bench",
+        "train",
+        "training frames/s and peak GPU memory of a recipe",
+        "Run a recipe's training steps through the Trainer (no validation, checkpoints or loggers) and print frames "
+        "per second (T x B per step) and peak GPU memory after warm-up. Extra arguments are passed to the config as "
+        "CLI overrides, e.g. --data.init_args.root=... --trainer.precision=bf16-mixed.",
+        _train_arguments,
+        _train,
+        pass_extra=True,
+    ),
+]
