@@ -1,4 +1,8 @@
-"""Every shipped config runs: `samlab fit` with tiny overrides (tiny data, a narrowed Hiera-tiny, one step)."""
+"""Every shipped config runs: `samlab fit` with tiny overrides (tiny data, a narrowed Hiera-tiny, one step).
+
+This file runs the SAM 2 configs (``sam2_*.yaml``, ``quickstart.yaml``); each other model family runs its own configs in
+``tests/models/<family>/test_configs.py``, and :func:`test_every_config_is_run_by_a_test` checks none is forgotten.
+"""
 
 from __future__ import annotations
 
@@ -63,7 +67,22 @@ def _data_override(name: str, roots: dict[str, Path], tmp_path: Path) -> dict:
     raise AssertionError(f"no tiny overrides for configs/{name}.yaml: add them here")
 
 
-@pytest.mark.parametrize("config", sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+SAM2_CONFIGS = sorted(p.stem for p in CONFIGS.glob("*.yaml") if p.stem.startswith("sam2_") or p.stem == "quickstart")
+
+
+def test_every_config_is_run_by_a_test():
+    """Each configs/<family>_<data>.yaml is named in tests/models/<family>/test_configs.py (SAM 2's: this file)."""
+    tests = Path(__file__).resolve().parent
+    for config in sorted(CONFIGS.glob("*.yaml")):
+        if config.stem in SAM2_CONFIGS:
+            continue
+        family = config.stem.split("_")[0]
+        test_file = tests / "models" / family / "test_configs.py"
+        assert test_file.exists(), f"configs/{config.name}: no {test_file.relative_to(tests.parent)}"
+        assert config.name in test_file.read_text(), f"configs/{config.name} is not run by {test_file}"
+
+
+@pytest.mark.parametrize("config", SAM2_CONFIGS)
 def test_shipped_config_runs(config, tmp_path, mose_root, sav_root, sav_val_root, sa1b_root, capsys):
     roots = {"mose": mose_root, "sav": sav_root, "sav_val": sav_val_root, "sa1b": sa1b_root}
     override = {
