@@ -161,3 +161,28 @@ def test_wandb_logger_block_runs_offline(tmp_path, monkeypatch):
     main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--config", str(block_file), "--config", str(override)])
     runs = list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+    # The resolved config is the run's W&B config.
+    import wandb
+
+    logged = dict(wandb.run.config)["config"]
+    wandb.finish()
+    assert logged["model"]["class_path"] == "samlab.models.sam2.module.SAM2VideoModule"
+    assert logged["data"]["init_args"]["image_size"] == 64
+
+
+def test_tensorboard_logger_block_logs_scalars_and_config(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    override = _quickstart_override(tmp_path, max_steps=2, log_every_n_steps=1, limit_val_batches=0, callbacks=[])
+    block = yaml.safe_load((CONFIGS / "loggers" / "tensorboard.yaml").read_text())
+    for logger in block["trainer"]["logger"]:
+        logger["init_args"]["save_dir"] = str(tmp_path / "runs")
+    block_file = tmp_path / "tensorboard.yaml"
+    block_file.write_text(yaml.safe_dump(block))
+    main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--config", str(block_file), "--config", str(override)])
+    [version] = list((tmp_path / "runs" / "tensorboard").iterdir())
+    events = EventAccumulator(str(version))
+    events.Reload()
+    assert "train/loss" in events.Tags()["scalars"]
+    hparams = yaml.safe_load((version / "hparams.yaml").read_text())
+    assert hparams["config"]["model"]["class_path"] == "samlab.models.sam2.module.SAM2VideoModule"

@@ -5,12 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 
 class SaveConfigNextToCheckpoints(SaveConfigCallback):
-    """Saves the resolved config in the log folder (as Lightning does) and in every checkpoint folder of the run."""
+    """Saves the resolved config in the log folder (as Lightning does) and in every checkpoint folder of the run, and
+    logs it to every logger (the W&B run config, TensorBoard and CSV hyper-parameters) under ``config``."""
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"config": config})
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Checkpoint folders are only resolved once training starts.

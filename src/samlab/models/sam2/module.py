@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import cv2
+import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_warn
@@ -21,6 +23,7 @@ from samlab.models.sam2.model import add_lora, build_sam2_model, freeze, load_ch
 from samlab.models.sam2.optim import cosine_schedule, sam2_param_groups
 from samlab.models.sam2.prompts import PromptConfig
 from samlab.models.sam2.vos import VideoPrediction, forward_training, predict_batch, segment_batch
+from samlab.visualize import frame_strip, object_colors, overlay_masks, to_uint8_image
 
 
 class SAM2VideoModule(LightningModule):
@@ -152,10 +155,31 @@ class SAM2VideoModule(LightningModule):
             self.log("train/lr", max(g["lr"] for g in self.trainer.optimizers[0].param_groups), batch_size=size)
         return loss
 
-    def validation_step(self, batch: VideoBatch, batch_idx: int) -> None:
-        """Semi-supervised VOS of one video at the batch's frame size, scored into ``val/J&F``."""
+    def validation_step(self, batch: VideoBatch, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Semi-supervised VOS of one video at the batch's frame size, scored into ``val/J&F``.
+
+        Returns ``{"masks": [T, O, H, W] bool}``, the predicted masks (for :meth:`validation_images`).
+        """
         pred = segment_batch(self.model, batch, non_overlapping=self.hparams.non_overlapping)
         self.val_scores.update(pred, batch.masks, batch.video_names[0])
+        return {"masks": pred}
+
+    def validation_images(
+        self, batch: VideoBatch, outputs: dict[str, torch.Tensor], max_frames: int = 6
+    ) -> list[tuple[str, np.ndarray]]:
+        """One image per validation video: a strip of up to ``max_frames`` frames, ground truth on top (the first
+        frame's masks are the prompt, outlined in white) and prediction below, one colour per object."""
+        images = [to_uint8_image(frame) for frame in batch.images[:, 0]]
+        gt = batch.masks.cpu().numpy()
+        pred = outputs["masks"].cpu().numpy()
+        colors = object_colors(gt.shape[1])
+        top = [overlay_masks(image, gt[t], colors) for t, image in enumerate(images)]
+        found, _ = cv2.findContours(gt[0].any(0).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(top[0], found, -1, (255, 255, 255), 1)
+        bottom = [overlay_masks(image, pred[t], colors) for t, image in enumerate(images)]
+        strip = np.concatenate([frame_strip(top, max_frames), frame_strip(bottom, max_frames)], axis=0)
+        caption = f"{batch.video_names[0]}: ground truth (top, frame 0 = prompt), prediction (bottom)"
+        return [(caption, strip)]
 
     def on_validation_epoch_end(self) -> None:
         """Log ``val/J``, ``val/F`` and ``val/J&F`` (percent) over the epoch's videos."""
