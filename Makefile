@@ -14,6 +14,7 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(PIP_ENV) $(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(PIP_ENV) $(BIN)/python -m pip install --quiet --no-deps trackeval
 
 quickstart:
 	$(BIN)/samlab fit --config configs/quickstart.yaml

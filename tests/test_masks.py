@@ -6,6 +6,7 @@ from samlab.masks import (
     decode_rle,
     decode_segmentation,
     encode_rle,
+    mask_iou,
     mask_to_box,
     masks_to_boxes,
     rle_area,
@@ -69,3 +70,12 @@ def test_boxes():
     np.testing.assert_array_equal(xywh_to_xyxy([1, 2, 3, 4]), [1, 2, 4, 6])
     with pytest.raises(ValueError):
         encode_rle(np.zeros((2, 3, 4)))
+
+
+def test_mask_iou():
+    a = np.zeros((4, 5), bool)
+    b = np.zeros((4, 5), bool)
+    assert mask_iou(a, b) == 1.0
+    a[0, :4] = True  # 4 pixels
+    b[0, 2:] = True  # 3 pixels, 2 shared
+    assert mask_iou(a, b) == pytest.approx(2 / 5)

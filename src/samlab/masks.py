@@ -87,3 +87,9 @@ def xywh_to_xyxy(box: np.ndarray | list[float]) -> np.ndarray:
     """COCO ``[x, y, w, h]`` to ``[x0, y0, x1, y1]`` (float32)."""
     x, y, w, h = (float(v) for v in box)
     return np.array([x, y, x + w, y + h], dtype=np.float32)
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two ``[H, W]`` bool masks (1.0 when both are empty)."""
+    union = np.count_nonzero(a | b)
+    return 1.0 if union == 0 else np.count_nonzero(a & b) / union

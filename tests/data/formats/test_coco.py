@@ -14,7 +14,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from samlab.data.formats import coco as coco_module
-from samlab.data.formats.coco import COCOReader
+from samlab.data.formats.coco import COCOReader, annotation_problem, load_instances
 from samlab.data.sampling import ClipSampler, load_clip
 from samlab.errors import DataError
 from samlab.masks import encode_rle
@@ -102,6 +102,7 @@ def test_reads_polygon_rle_and_images_without_annotations(coco_files: tuple[Path
     assert reader.coco_image(1) == {"id": 2, "file_name": "sub/b.jpg", "width": W, "height": H}
     assert [a["id"] for a in reader.annotations(0)] == [11, 12, 13]
     assert reader.annotations(2) == []
+    assert reader.extra == {}
 
 
 def test_include_crowd_decodes_uncompressed_rle(coco_files: tuple[Path, Path]) -> None:
@@ -168,6 +169,8 @@ BAD_ANNOTATIONS = {
         lambda d: _add(d, segmentation={"size": [H, W], "counts": [3, 4]}),
         "annotation 99: uncompressed RLE counts sum to 7",
     ),
+    "zero-area box": (lambda d: _add(d, bbox=[1, 1, 0, 4]), r"annotation 99: zero-area box \[1, 1, 0, 4\]"),
+    "malformed box": (lambda d: _add(d, bbox=[1, 1, 4]), r"annotation 99: bbox \[1, 1, 4\] is not \[x, y, w, h\]"),
     "repeated id": (lambda d: _add(d, id=11), "annotation 11: id appears twice"),
     "no segmentation": (lambda d: _add(d, segmentation=None), "annotation 99: segmentation is neither polygons"),
 }
@@ -195,6 +198,7 @@ def test_missing_image_file(tmp_path: Path) -> None:
         COCOReader(ann_file, tmp_path / "images")
     reader = COCOReader(ann_file, tmp_path / "images", strict=False)
     assert [v.name for v in reader] == ["a", "c"]
+    assert [v.name for v in COCOReader(ann_file, tmp_path / "nowhere", check_files=False)] == ["a", "sub/b", "c"]
     # Its annotation 21 now points to a left-out image: a second problem.
     assert [p.path for p in reader.problems] == [str(tmp_path / "images" / "sub" / "b.jpg"), str(ann_file)]
     assert "annotation 21: unknown or left-out image id 2" in reader.problems[1].message
@@ -248,3 +252,16 @@ def test_reads_synthesized_coco(coco_root: Path) -> None:
     objects = {i for video in COCOReader(ann_file, coco_root / "images") for i in video.masks(0).ids()}
     assert crowd and objects and not crowd & objects
     assert len(objects) + len(crowd) == len(data["annotations"])
+
+
+def test_annotation_problem_and_load_instances(coco_files: tuple[Path, Path]) -> None:
+    data = load_instances(coco_files[0])
+    images = {image["id"]: image for image in data["images"]}
+    good = data["annotations"][0]
+    assert annotation_problem(good, images, {1, 2}, set()) is None
+    assert annotation_problem(good, images, {1, 2}, {11}) == "id appears twice"
+    assert annotation_problem(good, images, {2}, set()) == "unknown category id 1"
+    assert annotation_problem({**good, "bbox": [0, 0, 3, -1]}, images, {1}, set()) == "zero-area box [0, 0, 3, -1]"
+    assert (
+        annotation_problem({"id": 5}, images, {1}, set()) == "needs 'id', 'image_id', 'category_id' and 'segmentation'"
+    )

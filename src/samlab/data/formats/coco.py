@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
@@ -93,6 +93,69 @@ def _segmentation_problem(segmentation: Any, area: Any, height: int, width: int)
     return None if rle_area(segmentation) > 0 else "zero-area RLE"
 
 
+def _box_problem(bbox: Any) -> str | None:
+    """What is wrong with an annotation's optional COCO ``bbox`` ``[x, y, w, h]``, or None."""
+    if bbox is None:
+        return None
+    if not isinstance(bbox, list) or len(bbox) != 4:
+        return f"bbox {bbox!r} is not [x, y, w, h]"
+    if float(bbox[2]) <= 0 or float(bbox[3]) <= 0:
+        return f"zero-area box {bbox}"
+    return None
+
+
+def annotation_problem(
+    ann: Any, images: Mapping[int, dict[str, Any]], categories: Container[int], seen_ids: Container[int]
+) -> str | None:
+    """What is wrong with one ``annotations`` entry, or None when it is usable.
+
+    ``images``: the valid ``images`` entries by id (their ``height``/``width`` check RLE sizes); ``categories``: the
+    known category ids; ``seen_ids``: annotation ids already taken. Checks: required fields, repeated id, unknown
+    image or category, zero-area or malformed ``bbox``, degenerate polygon (< 3 points), zero area, RLE size. The
+    message does not name the annotation; callers prefix ``annotation <id>:``.
+    """
+    try:
+        ann_id = int(ann["id"])
+        image_id = int(ann["image_id"])
+        category_id = int(ann["category_id"])
+        segmentation = ann["segmentation"]
+    except (KeyError, TypeError, ValueError):
+        return "needs 'id', 'image_id', 'category_id' and 'segmentation'"
+    if ann_id in seen_ids:
+        return "id appears twice"
+    if image_id not in images:
+        return f"unknown or left-out image id {image_id}"
+    if category_id not in categories:
+        return f"unknown category id {category_id}"
+    info = images[image_id]
+    try:
+        return _box_problem(ann.get("bbox")) or _segmentation_problem(
+            segmentation, ann.get("area"), int(info["height"]), int(info["width"])
+        )
+    except (TypeError, ValueError) as err:
+        return f"malformed segmentation, bbox or area ({err})"
+
+
+def load_instances(ann_file: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a COCO instances JSON: a dict with ``images``, ``annotations`` and ``categories`` lists.
+
+    Raises :class:`DataError` naming the file when it is missing, corrupt or lacks one of the three lists.
+    """
+    try:
+        with open(ann_file, "rb") as f:
+            dataset = json.load(f)
+    except FileNotFoundError:
+        raise DataError(ann_file, "COCO annotation file is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(ann_file, f"corrupt COCO annotation JSON ({err})") from None
+    if not isinstance(dataset, dict):
+        raise DataError(ann_file, "not a COCO instances file (top level is not a dict)")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(dataset.get(key), list):
+            raise DataError(ann_file, f"not a COCO instances file (no '{key}' list)")
+    return dataset
+
+
 class COCOReader(VideoReader):
     """Images of a COCO instances JSON, each a one-frame :class:`Video` whose objects are its annotations.
 
@@ -102,10 +165,13 @@ class COCOReader(VideoReader):
     annotations of these categories (None keeps all). Images without any object are still items.
 
     Problems found while indexing — an annotation of an unknown image or category, a repeated id, a degenerate
-    polygon (< 3 points), a zero-area annotation, an RLE whose size differs from the image's ``width/height``, an
-    image entry without ``width/height`` or whose file is missing — raise :class:`DataError` naming the JSON (or
-    the image file) when ``strict``, else are appended to ``problems`` and the annotation or image is left out.
-    A missing or corrupt JSON and unknown ``category_ids`` always raise.
+    polygon (< 3 points), a zero-area annotation or box, an RLE whose size differs from the image's ``width/height``
+    (see :func:`annotation_problem`), an image entry without ``width/height`` or whose file is missing — raise
+    :class:`DataError` naming the JSON (or the image file) when ``strict``, else are appended to ``problems`` and the
+    annotation or image is left out.
+    A missing or corrupt JSON and unknown ``category_ids`` always raise. ``check_files=False`` skips the check that
+    image files exist (tools that rewrite the JSON only). ``extra``: the JSON's other top-level keys (``info``,
+    ``licenses``, ...).
     """
 
     def __init__(
@@ -115,13 +181,16 @@ class COCOReader(VideoReader):
         include_crowd: bool = False,
         category_ids: Iterable[int] | None = None,
         strict: bool = True,
+        check_files: bool = True,
     ) -> None:
         self.ann_file = Path(ann_file)
         self.root = Path(image_root)
+        self.check_files = check_files
         self.include_crowd = include_crowd
         self.strict = strict
         self.problems: list[Problem] = []
-        dataset = self._load()
+        dataset = load_instances(self.ann_file)
+        self.extra = {k: v for k, v in dataset.items() if k not in ("images", "annotations", "categories")}
         self.categories: dict[int, dict[str, Any]] = {}
         for category in dataset["categories"]:
             try:
@@ -141,7 +210,7 @@ class COCOReader(VideoReader):
         annotations_of: dict[int, list[dict[str, Any]]] = {image_id: [] for image_id in images}
         seen_ids: set[int] = set()
         for ann in dataset["annotations"]:
-            message = self._annotation_problem(ann, images, seen_ids)
+            message = annotation_problem(ann, images, self.categories, seen_ids)
             if message is not None:
                 ann_id = ann.get("id") if isinstance(ann, dict) else None
                 self._report(self.ann_file, f"annotation {ann_id!r}: {message}")
@@ -151,21 +220,6 @@ class COCOReader(VideoReader):
                 annotations_of[int(ann["image_id"])].append(ann)
         self._images = [images[image_id] for image_id in images]
         self._annotations = [annotations_of[image_id] for image_id in images]
-
-    def _load(self) -> dict[str, Any]:
-        try:
-            with open(self.ann_file, "rb") as f:
-                dataset = json.load(f)
-        except FileNotFoundError:
-            raise DataError(self.ann_file, "COCO annotation file is missing") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise DataError(self.ann_file, f"corrupt COCO annotation JSON ({err})") from None
-        if not isinstance(dataset, dict):
-            raise DataError(self.ann_file, "not a COCO instances file (top level is not a dict)")
-        for key in ("images", "annotations", "categories"):
-            if not isinstance(dataset.get(key), list):
-                raise DataError(self.ann_file, f"not a COCO instances file (no '{key}' list)")
-        return dataset
 
     def _index_images(self, entries: list[Any]) -> dict[int, dict[str, Any]]:
         """Valid ``images`` entries by id, in file order; one directory listing per image folder."""
@@ -186,6 +240,8 @@ class COCOReader(VideoReader):
                 self._report(self.ann_file, f"image id {image_id} appears twice")
             else:
                 images[image_id] = info
+        if not self.check_files:
+            return images
         listings: dict[str, set[str]] = {}
         for image_id in list(images):
             folder, _, name = images[image_id]["file_name"].rpartition("/")
@@ -200,26 +256,6 @@ class COCOReader(VideoReader):
                 )
                 del images[image_id]
         return images
-
-    def _annotation_problem(self, ann: Any, images: dict[int, dict[str, Any]], seen_ids: set[int]) -> str | None:
-        try:
-            ann_id = int(ann["id"])
-            image_id = int(ann["image_id"])
-            category_id = int(ann["category_id"])
-            segmentation = ann["segmentation"]
-        except (KeyError, TypeError, ValueError):
-            return "needs 'id', 'image_id', 'category_id' and 'segmentation'"
-        if ann_id in seen_ids:
-            return "id appears twice"
-        if image_id not in images:
-            return f"unknown or left-out image id {image_id}"
-        if category_id not in self.categories:
-            return f"unknown category id {category_id}"
-        info = images[image_id]
-        try:
-            return _segmentation_problem(segmentation, ann.get("area"), int(info["height"]), int(info["width"]))
-        except (TypeError, ValueError) as err:
-            return f"malformed segmentation or area ({err})"
 
     def __len__(self) -> int:
         return len(self._images)
