@@ -88,3 +88,15 @@ def test_console_script_entry_point():
     assert result.returncode == 0
     assert "Exit status 1 when there is any problem" in " ".join(result.stdout.split())
     assert build_tool_parser().prog == "samlab"
+
+
+def test_cli_reference_page_is_current():
+    """docs/cli.md is the output of `python -m samlab.tools.cli_reference` (regenerate it when a command changes)."""
+    from pathlib import Path
+
+    from samlab.tools.cli_reference import cli_reference
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    generated = cli_reference()
+    assert "## samlab eval vos" in generated and "## samlab data synth" in generated
+    assert page == generated, "docs/cli.md is stale: python -m samlab.tools.cli_reference > docs/cli.md"
