@@ -79,7 +79,9 @@ def _frames_arguments(parser: argparse.ArgumentParser) -> None:
 def _frames(args: argparse.Namespace) -> int:
     from samlab.tools.frames import extract_frames
 
-    print_result(extract_frames(args.video_dir, args.out, quality=args.quality, overwrite=args.overwrite), False)
+    print_result(
+        extract_frames(args.video_dir, args.out, quality=args.quality, overwrite=args.overwrite, progress=True), False
+    )
     return 0
 
 

@@ -29,6 +29,7 @@ from PIL import Image
 from samlab.data.formats.base import decode_label_png, read_label_png
 from samlab.errors import DataError
 from samlab.metrics.vos import Box, SequenceScores, boundary_radius, object_box, region_boundary_scores
+from samlab.progress import track
 
 DAVIS = "davis"
 SAV = "sav"
@@ -278,12 +279,17 @@ def _evaluate_video_args(args: tuple[Path, Path, bool]) -> tuple[list[ObjectResu
 
 
 def evaluate_vos_folders(
-    gt: str | PathLike[str], pred: str | PathLike[str], skip_first_last: bool = False, workers: int = 1
+    gt: str | PathLike[str],
+    pred: str | PathLike[str],
+    skip_first_last: bool = False,
+    workers: int = 1,
+    progress: bool = False,
 ) -> VOSResult:
     """Evaluate every ground-truth video under ``gt`` against ``pred`` (same video folder names).
 
     ``skip_first_last`` drops each sequence's first and last annotated frames (the official SA-V evaluator's
-    default and DAVIS's semi-supervised protocol); ``workers > 1`` scores videos in a process pool.
+    default and DAVIS's semi-supervised protocol); ``workers > 1`` scores videos in a process pool; ``progress``
+    shows a progress bar (videos) on standard error.
     Raises :class:`DataError` for a missing root, a ground truth without videos, a prediction root that shares
     no video with it, mismatched layouts or sizes, and unreadable PNGs.
     """
@@ -301,9 +307,11 @@ def evaluate_vos_folders(
         # forkserver: forking a process whose torch/OpenCV thread pools are running can deadlock the children.
         context = multiprocessing.get_context("forkserver")
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, mp_context=context) as pool:
-            per_video = list(pool.map(_evaluate_video_args, tasks))
+            per_video = list(
+                track(pool.map(_evaluate_video_args, tasks), "eval vos", len(tasks), "video", enabled=progress)
+            )
     else:
-        per_video = [_evaluate_video_args(task) for task in tasks]
+        per_video = [_evaluate_video_args(task) for task in track(tasks, "eval vos", unit="video", enabled=progress)]
     objects = [obj for video_objects, _, _ in per_video for obj in video_objects]
     missing = [
         f"{path.relative_to(pred_root).as_posix()}{'/' if path.parent == pred_root else ''}"
@@ -329,7 +337,7 @@ def run_eval_vos(
     Missing prediction files are reported on stderr.
     """
     try:
-        result = evaluate_vos_folders(gt, pred, skip_first_last=skip_first_last, workers=workers)
+        result = evaluate_vos_folders(gt, pred, skip_first_last=skip_first_last, workers=workers, progress=True)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ import cv2
 
 from samlab.data.formats.davis import list_frame_files
 from samlab.errors import DataError
+from samlab.progress import track
 
 
 def _header_frame_count(path: Path) -> int:
@@ -50,7 +51,7 @@ def _decode_to(path: Path, folder: Path, quality: int) -> int:
 
 
 def extract_frames(
-    video_dir: str | Path, out: str | Path, quality: int = 95, overwrite: bool = False
+    video_dir: str | Path, out: str | Path, quality: int = 95, overwrite: bool = False, progress: bool = False
 ) -> dict[str, int]:
     """Decode every ``.mp4`` under ``video_dir`` (recursively) to JPEG frames ``out/<video>/%05d.jpg``.
 
@@ -59,7 +60,7 @@ def extract_frames(
     be opened or decoded raises :class:`DataError` naming it; so do two videos with the same name.
 
     Returns ``{"videos", "frames", "skipped"}``: videos found, frames in their folders after the run, and videos
-    left as they were.
+    left as they were. ``progress`` shows a progress bar (videos) on standard error.
     """
     video_dir, out = Path(video_dir), Path(out)
     if not video_dir.is_dir():
@@ -73,7 +74,7 @@ def extract_frames(
         videos[path.stem] = path
     out.mkdir(parents=True, exist_ok=True)
     summary = {"videos": len(videos), "frames": 0, "skipped": 0}
-    for name, path in videos.items():
+    for name, path in track(videos.items(), "extract frames", len(videos), "video", enabled=progress):
         folder = out / name
         expected = _header_frame_count(path)
         on_disk = len(list_frame_files(folder))

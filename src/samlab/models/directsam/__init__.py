@@ -1,0 +1,1 @@
+"""DirectSAM: a SegFormer predicting every object boundary in one pass, its training module and pseudo-label writer."""

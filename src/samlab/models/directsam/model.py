@@ -1,0 +1,110 @@
+"""The plain-PyTorch part of DirectSAM: a one-channel SegFormer and its any-resolution inference.
+
+The network is transformers' ``SegformerForSemanticSegmentation`` with ``num_labels=1``: its logits (one boundary
+channel, at a quarter of the input resolution) are turned into boundary probabilities by a sigmoid and bicubic
+upsampling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+# Mix Transformer sizes of the SegFormer paper (nvidia/mit-b0 ... mit-b5); heads, ratios and patches are shared.
+SEGFORMER_VARIANTS: dict[str, dict[str, Any]] = {
+    "b0": {"hidden_sizes": [32, 64, 160, 256], "depths": [2, 2, 2, 2], "decoder_hidden_size": 256},
+    "b1": {"hidden_sizes": [64, 128, 320, 512], "depths": [2, 2, 2, 2], "decoder_hidden_size": 256},
+    "b2": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 4, 6, 3], "decoder_hidden_size": 768},
+    "b3": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 4, 18, 3], "decoder_hidden_size": 768},
+    "b4": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 8, 27, 3], "decoder_hidden_size": 768},
+    "b5": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 6, 40, 3], "decoder_hidden_size": 768},
+}
+
+Segmenter = Callable[[torch.Tensor], torch.Tensor]
+
+
+def build_segformer(
+    variant: str = "b0", pretrained: str | None = None, config_overrides: dict[str, Any] | None = None
+) -> SegformerForSemanticSegmentation:
+    """A one-output-channel SegFormer.
+
+    Args:
+        variant: ``"b0"`` ... ``"b5"``: the encoder size when no ``pretrained`` folder is given.
+        pretrained: a local folder for ``from_pretrained`` (e.g. ``nvidia/mit-b5`` downloaded with
+            ``huggingface-cli download nvidia/mit-b5 --local-dir checkpoints/mit-b5``, or a DirectSAM checkpoint);
+            its head is replaced when it does not have one channel.
+        config_overrides: ``SegformerConfig`` fields to change (e.g. tiny test sizes).
+
+    Returns:
+        The model, randomly initialised unless ``pretrained`` is given.
+    """
+    overrides = dict(config_overrides or {})
+    if pretrained is not None:
+        return SegformerForSemanticSegmentation.from_pretrained(
+            pretrained, num_labels=1, ignore_mismatched_sizes=True, **overrides
+        )
+    if variant not in SEGFORMER_VARIANTS:
+        raise ValueError(f"unknown SegFormer variant {variant!r}; expected one of {', '.join(SEGFORMER_VARIANTS)}")
+    return SegformerForSemanticSegmentation(
+        SegformerConfig(**(SEGFORMER_VARIANTS[variant] | overrides | {"num_labels": 1}))
+    )
+
+
+def segformer_logits(model: SegformerForSemanticSegmentation) -> Segmenter:
+    """``[B, 3, S, S]`` normalised images -> ``[B, 1, S/4, S/4]`` boundary logits of ``model``."""
+    return lambda images: model(pixel_values=images).logits
+
+
+def _probabilities(segment: Segmenter, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Sigmoid of the logits, bicubically upsampled to ``size``: ``[B, H, W]``, not yet clamped."""
+    logits = segment(images)
+    return F.interpolate(logits.sigmoid(), size=size, mode="bicubic", align_corners=False)[:, 0]
+
+
+def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
+    """Tile origins covering ``[0, length)``: every ``stride``, the last one flush with the end."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    return [*starts, length - tile]
+
+
+@torch.no_grad()
+def predict_probabilities(
+    segment: Segmenter, image: torch.Tensor, image_size: int, tile: bool = True, overlap: float = 0.25
+) -> torch.Tensor:
+    """Boundary probabilities of one image of any size.
+
+    Args:
+        segment: ``[B, 3, S, S]`` normalised images -> ``[B, 1, h, w]`` logits (see :func:`segformer_logits`).
+        image: ``[3, H, W]`` float normalised image.
+        image_size: the model's input side ``S``.
+        tile: when the image is larger than ``S`` on a side, run ``S x S`` tiles at full resolution (overlapping
+            by ``overlap`` of a tile, averaged where they overlap) instead of shrinking the whole image to ``S``.
+        overlap: tile overlap fraction in [0, 1).
+
+    Returns:
+        ``[H, W]`` float probabilities in [0, 1] (bicubic upsampling of the sigmoid, clamped).
+    """
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"predict_probabilities expects a [3, H, W] image, got shape {tuple(image.shape)}")
+    height, width = image.shape[1:]
+    if not tile or max(height, width) <= image_size:
+        resized = F.interpolate(image[None], size=(image_size, image_size), mode="bilinear", align_corners=False)
+        return _probabilities(segment, resized, (height, width))[0].clamp(0, 1)
+    # Sides shorter than a tile are padded (and cropped back), so every tile runs at the model's resolution.
+    padded = F.pad(image, (0, max(image_size - width, 0), 0, max(image_size - height, 0)))
+    full_h, full_w = padded.shape[1:]
+    stride = max(int(image_size * (1 - overlap)), 1)
+    total = torch.zeros((full_h, full_w), dtype=torch.float32, device=image.device)
+    weight = torch.zeros_like(total)
+    for y in _tile_starts(full_h, image_size, stride):
+        for x in _tile_starts(full_w, image_size, stride):
+            crop = padded[None, :, y : y + image_size, x : x + image_size]
+            total[y : y + image_size, x : x + image_size] += _probabilities(segment, crop, (image_size, image_size))[0]
+            weight[y : y + image_size, x : x + image_size] += 1
+    return (total / weight)[:height, :width].clamp(0, 1)

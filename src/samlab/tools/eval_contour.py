@@ -1,0 +1,71 @@
+"""``samlab eval contour``: effective contour recall, tokens and boundary precision/recall/F of boundary maps.
+
+GT is a folder of boundary PNGs (non-zero = boundary); PRED a folder of 8-bit probability PNGs (probability =
+value / 255) with the same file names (subfolders allowed). Scores are the means over images of
+:class:`samlab.metrics.contour.ContourRecall`; images whose ground truth is empty outside the border band are
+skipped, as DirectSAM does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from samlab.data.formats.base import read_label_png
+from samlab.errors import DataError
+from samlab.metrics.contour import DEFAULT_THRESHOLDS, ContourRecall
+from samlab.progress import track
+
+
+def boundary_pngs(folder: Path) -> list[Path]:
+    """The ``.png`` files under ``folder`` (recursively), sorted, as paths relative to it."""
+    if not folder.is_dir():
+        raise DataError(folder, "boundary folder does not exist")
+    files = sorted(p.relative_to(folder) for p in folder.rglob("*.png"))
+    if not files:
+        raise DataError(folder, "no .png boundary map in this folder")
+    return files
+
+
+def evaluate_contours(
+    gt: str | Path,
+    pred: str | Path,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    tolerance: int = 10,
+    progress: bool = True,
+) -> dict:
+    """Score every probability PNG of ``pred`` against the boundary PNG of ``gt`` with the same name.
+
+    Returns ``{"thresholds": [{"threshold", "recall", "num_tokens", "precision", "boundary_recall", "f"}, ...],
+    "num_images": scored images, "num_skipped": images with an empty ground truth}``; ``recall`` is the effective
+    contour recall. Raises :class:`DataError` naming the file when a prediction is missing or its size differs from
+    its ground truth's.
+    """
+    gt, pred = Path(gt), Path(pred)
+    names = boundary_pngs(gt)
+    metric = ContourRecall(thresholds, tolerance)
+    for name in track(names, "contour recall", unit="img", enabled=progress):
+        target = read_label_png(gt / name) > 0
+        pred_path = pred / name
+        if not pred_path.is_file():
+            raise DataError(pred_path, f"no prediction for ground truth {gt / name}")
+        probabilities = read_label_png(pred_path)
+        if probabilities.shape != target.shape:
+            raise DataError(
+                pred_path,
+                f"prediction is {probabilities.shape[1]}x{probabilities.shape[0]} (WxH) but its ground truth is "
+                f"{target.shape[1]}x{target.shape[0]}",
+            )
+        metric.update(torch.from_numpy(probabilities.astype(np.float32) / 255.0)[None], torch.from_numpy(target)[None])
+    means = metric.compute() if metric.count > 0 else None
+    fields = {"recall": "contour_recall", "num_tokens": "num_tokens", "precision": "precision"}
+    fields |= {"boundary_recall": "boundary_recall", "f": "f"}
+    rows = [
+        {"threshold": t} | {key: float(means[f"{field}@{t:g}"]) if means else None for key, field in fields.items()}
+        for t in metric.thresholds
+    ]
+    scored = int(metric.count)
+    return {"thresholds": rows, "num_images": scored, "num_skipped": len(names) - scored}

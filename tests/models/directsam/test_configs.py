@@ -1,0 +1,76 @@
+"""Every DirectSAM config runs with tiny overrides: directsam_sa1b.yaml (fit), directsam_pseudo.yaml (predict,
+resumable), directsam_selftrain.yaml (fit on the pseudo-labels)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from samlab.cli import main
+from samlab.masks import decode_rle
+
+from .conftest import TINY_SEGFORMER
+
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+TINY_DATA = {"image_size": 64, "batch_size": 2, "num_workers": 0}
+TINY_TRAINER = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "logger": False, "callbacks": []}
+
+
+def _run(command: str, config: str, tmp_path: Path, data: dict, trainer: dict) -> None:
+    override = {
+        "trainer": TINY_TRAINER | {"default_root_dir": str(tmp_path / "run")} | trainer,
+        "model": {"init_args": TINY_SEGFORMER},
+        "data": {"init_args": TINY_DATA | data},
+    }
+    path = tmp_path / f"tiny_{config}.yaml"
+    path.write_text(yaml.safe_dump(override))
+    main([command, "--config", str(CONFIGS / f"{config}.yaml"), "--config", str(path)])
+
+
+def _writer(out: Path) -> dict:
+    return {
+        "callbacks": [
+            {"class_path": "samlab.models.directsam.writers.PseudoLabelWriter", "init_args": {"output_dir": str(out)}}
+        ]
+    }
+
+
+def _predict(tmp_path: Path, format: str, root: Path, out: Path) -> None:
+    _run("predict", "directsam_pseudo", tmp_path, {"format": format, "predict_root": str(root)}, _writer(out))
+
+
+def test_directsam_sa1b_fit_runs(tmp_path, sa1b_root):
+    _run("fit", "directsam_sa1b", tmp_path, {"root": str(sa1b_root), "val_root": str(sa1b_root)}, {"fast_dev_run": 1})
+
+
+def test_directsam_pseudo_predict_writes_json_and_resumes(tmp_path, coco_root):
+    out = tmp_path / "pseudo"
+    _predict(tmp_path, "coco", coco_root, out)
+    files = sorted(out.rglob("*.json"))
+    assert len(files) == 4
+    record = json.loads(files[0].read_text())
+    assert set(record) == {"image", "height", "width", "pseudo_label", "human_boundary", "source"}
+    assert Path(record["image"]).is_file() and (record["height"], record["width"]) == (48, 64)
+    assert decode_rle(record["pseudo_label"]).shape == (48, 64)
+    human = decode_rle(record["human_boundary"])
+    assert human.shape == (48, 64) and human[:9].all() and 0 < human.mean() < 1  # thickness 9: band of 9 rows
+
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+    files[1].unlink()
+    _predict(tmp_path, "coco", coco_root, out)
+    assert sorted(out.rglob("*.json")) == files
+    for path, stamp in stamps.items():
+        if path != files[1]:
+            assert path.stat().st_mtime_ns == stamp  # not rewritten
+    assert json.loads(files[1].read_text()).keys() == record.keys()  # the deleted JSON is made again
+
+
+def test_directsam_selftrain_fit_runs_on_pseudo_labels(tmp_path, sa1b_root, mose_root):
+    roots = []
+    for format, root in (("sa1b", sa1b_root), ("mose", mose_root)):
+        roots.append(str(tmp_path / f"pseudo_{format}"))
+        _predict(tmp_path, format, root, Path(roots[-1]))
+    assert len(list(Path(roots[1]).rglob("*.json"))) == 3 * 8  # MOSE: one JSON per annotated frame
+    _run("fit", "directsam_selftrain", tmp_path, {"pseudo_label_roots": roots}, {"fast_dev_run": 1})

@@ -1,0 +1,76 @@
+"""DirectSAMModule: the loss, validation metrics, prediction at the original size, inference, optimiser."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+
+from samlab.data.boundary_datamodule import BoundaryDataModule
+from samlab.models.directsam.module import DirectSAMModule, default_tolerance
+from samlab.models.directsam.writers import done_names
+
+
+def test_default_tolerance_is_one_percent_made_odd():
+    assert [default_tolerance(s) for s in (64, 1024, 1800)] == [1, 11, 19]
+
+
+def test_loss_is_bce_on_bilinearly_upsampled_logits(tiny_model):
+    module = DirectSAMModule(image_size=64, **tiny_model)
+    logits = torch.randn(2, 1, 16, 16)
+    targets = (torch.rand(2, 64, 64) > 0.7).float()
+    upsampled = F.interpolate(logits, size=(64, 64), mode="bilinear", align_corners=False)[:, 0]
+    expected = F.binary_cross_entropy_with_logits(upsampled, targets)
+    torch.testing.assert_close(module.loss(logits, targets), expected)
+
+
+def test_fit_logs_contour_metrics_and_predict_returns_original_sizes(tmp_path, tiny_model, sa1b_root):
+    data = BoundaryDataModule(image_size=64, root=str(sa1b_root), val_root=str(sa1b_root), predict_root=str(sa1b_root))
+    module = DirectSAMModule(image_size=64, thresholds=(0.3, 0.5), tolerance=3, **tiny_model)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=str(tmp_path),
+    )
+    trainer.fit(module, datamodule=data)
+    metrics = trainer.callback_metrics
+    for key in ("val/loss", "val/contour_recall@0.5", "val/num_tokens@0.3", "val/precision@0.5", "val/f@0.5"):
+        assert key in metrics and torch.isfinite(metrics[key])
+    assert 0 <= metrics["val/contour_recall@0.5"] <= 1 and metrics["val/num_images"] == 2
+    predictions = trainer.predict(module, datamodule=data)
+    first = predictions[0][0]
+    assert first.shape == (48, 64) and first.min() >= 0 and first.max() <= 1
+
+
+def test_predict_probabilities_of_any_size_and_dtype(tiny_model):
+    module = DirectSAMModule(image_size=64, **tiny_model)
+    module.train()
+    out = module.predict_probabilities(torch.randint(0, 255, (3, 100, 130), dtype=torch.uint8))
+    assert out.shape == (100, 130) and out.min() >= 0 and out.max() <= 1
+    assert module.training  # restored
+
+
+def test_warmup_then_constant(tiny_model):
+    module = DirectSAMModule(image_size=64, **(tiny_model | {"warmup_steps": 4, "lr": 1.0}))
+    config = module.configure_optimizers()
+    scheduler = config["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(6):
+        rates.append(scheduler.get_last_lr()[0])
+        config["optimizer"].step()
+        scheduler.step()
+    assert rates == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+
+
+def test_done_names(tmp_path):
+    (tmp_path / "v").mkdir()
+    (tmp_path / "a.json").write_text("{}")
+    (tmp_path / "v" / "00003.json").write_text("{}")
+    (tmp_path / "b.json.tmp12").write_text("{")
+    assert done_names(tmp_path) == {"a", "v/00003"}
+    assert done_names(tmp_path / "missing") == set()
