@@ -74,3 +74,17 @@ def test_done_names(tmp_path):
     (tmp_path / "b.json.tmp12").write_text("{")
     assert done_names(tmp_path) == {"a", "v/00003"}
     assert done_names(tmp_path / "missing") == set()
+
+
+def test_validation_images_show_image_target_and_probability(tiny_model, sa1b_root):
+    data = BoundaryDataModule(image_size=64, root=str(sa1b_root), val_root=str(sa1b_root))
+    data.setup("validate")
+    batch = data.on_after_batch_transfer(next(iter(data.val_dataloader())), 0)
+    module = DirectSAMModule(image_size=64, **tiny_model)
+    probabilities = torch.zeros(len(batch.names), 64, 64)
+    probabilities[:, 10:20, 10:20] = 1.0
+    [(caption, strip), *_] = module.validation_images(batch, {"probabilities": probabilities})
+    assert batch.names[0] in caption and strip.shape == (64, 3 * 64 + 2 * 2, 3)
+    target_panel, probability_panel = strip[:, 66:130], strip[:, 132:]
+    assert (target_panel[batch.targets[0].numpy() > 0.5] == 255).all()
+    assert (probability_panel[10:20, 10:20] == 255).all() and (probability_panel[30:] == 0).all()

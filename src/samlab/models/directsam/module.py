@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -13,6 +14,7 @@ from samlab.data.boundary_datamodule import BoundaryBatch
 from samlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_images
 from samlab.metrics.contour import ContourRecall
 from samlab.models.directsam.model import build_segformer, predict_probabilities, segformer_logits
+from samlab.visualize import frame_strip, to_uint8_image
 
 
 def default_tolerance(image_size: int) -> int:
@@ -80,12 +82,31 @@ class DirectSAMModule(L.LightningModule):
             self.log("train/num_skipped", float(batch.num_skipped), reduce_fx="sum", batch_size=len(batch.names))
         return loss
 
-    def validation_step(self, batch: BoundaryBatch, batch_idx: int) -> None:
+    def validation_step(self, batch: BoundaryBatch, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Validation loss and contour scores; returns ``{"probabilities": [B, S, S]}`` (for
+        :meth:`validation_images`)."""
         logits = self(batch.images)
         self.log("val/loss", self.loss(logits, batch.targets), batch_size=len(batch.names))
         size = batch.targets.shape[-2:]
         probabilities = F.interpolate(logits.sigmoid(), size=size, mode="bicubic", align_corners=False)[:, 0]
-        self.val_metric.update(probabilities.clamp(0, 1), batch.targets > 0.5)
+        probabilities = probabilities.clamp(0, 1)
+        self.val_metric.update(probabilities, batch.targets > 0.5)
+        return {"probabilities": probabilities}
+
+    def validation_images(
+        self, batch: BoundaryBatch, outputs: dict[str, torch.Tensor], max_images: int = 2
+    ) -> list[tuple[str, np.ndarray]]:
+        """Per image (up to ``max_images``): the image, its target boundary (white on the image) and the predicted
+        probability (grey levels), side by side."""
+        images = []
+        for i in range(min(max_images, len(batch.names))):
+            image = to_uint8_image(batch.images[i])
+            target = image.copy()
+            target[batch.targets[i].cpu().numpy() > 0.5] = 255
+            probability = (outputs["probabilities"][i].float().cpu().numpy() * 255).round().astype(np.uint8)
+            panels = [image, target, np.repeat(probability[..., None], 3, axis=2)]
+            images.append((f"{batch.names[i]}: image, target boundary, predicted probability", frame_strip(panels)))
+        return images
 
     def on_validation_epoch_end(self) -> None:
         if self.val_metric.update_count == 0:
