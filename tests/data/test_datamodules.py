@@ -184,3 +184,36 @@ def test_loader_hands_uint8_and_the_datamodule_normalises_like_the_cpu_path(mose
     normalised = dm.on_after_batch_transfer(batch, 0)
     reference = ClipDataset(DAVISReader(mose_root), ClipSampler(None, None), EvalTransform(resolution=32))[0]
     torch.testing.assert_close(normalised.images[:, 0], torch.stack(reference.frames), atol=1e-5, rtol=0)
+
+
+def test_seeded_loader_shards_over_the_trainers_processes():
+    from samlab.data.datasets import seeded_loader
+
+    class World:
+        def __init__(self, size: int, rank: int) -> None:
+            self.world_size, self.global_rank = size, rank
+
+    class Keys(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 10
+
+        def __getitem__(self, key):
+            return key
+
+    data = Keys()
+    single = seeded_loader(data, 3, training=False, collate_fn=list)
+    assert [batch for batch in single] == [[(0, 0, 0), (1, 0, 0), (2, 0, 0)], [(3, 0, 0), (4, 0, 0), (5, 0, 0)],
+                                           [(6, 0, 0), (7, 0, 0), (8, 0, 0)], [(9, 0, 0)]]  # fmt: skip
+    shards = [seeded_loader(data, 5, True, list, World(2, r), seed=5) for r in range(2)]
+    keys = [[key for batch in loader for key in batch] for loader in shards]
+    assert {index for shard in keys for index, _, _ in shard} == set(range(10))  # every sample once over the 2 ranks
+    assert [rank for shard in keys for _, _, rank in shard] == [0] * 5 + [1] * 5
+    assert all(loader.drop_last for loader in shards) and not single.drop_last
+
+
+def test_transform_resolution_must_equal_image_size():
+    from samlab.data.transforms import SAM2TrainTransform
+
+    MOSEDataModule(image_size=64, train_transform=SAM2TrainTransform(resolution=64), val_transform=EvalTransform(64))
+    with pytest.raises(ValueError, match="val_transform EvalTransform has resolution 32 but image_size is 64"):
+        MOSEDataModule(image_size=64, val_transform=EvalTransform(32))

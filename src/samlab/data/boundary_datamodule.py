@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from samlab.data.boundaries import boundary_target, resize_boundary, resize_masks
-from samlab.data.datasets import SeededSampler, worker_init_fn
+from samlab.data.datasets import seeded_loader
 from samlab.data.formats.base import VideoReader, read_image
 from samlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_images
 from samlab.errors import DataError
@@ -461,18 +461,10 @@ class BoundaryDataModule(L.LightningDataModule):
         dataset = self.dataset(split)
         if dataset is None:
             raise ValueError(f"BoundaryDataModule has no '{split}' data: set its root in the config")
-        trainer = self.trainer
-        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         training = split == "train"
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if training else self.val_batch_size,
-            sampler=SeededSampler(dataset, num_replicas=world, rank=rank, shuffle=training, seed=self.seed),
-            num_workers=self.num_workers,
-            collate_fn=collate_boundaries,
-            worker_init_fn=worker_init_fn,
-            persistent_workers=self.num_workers > 0,
-            drop_last=training and world > 1,
+        batch_size = self.batch_size if training else self.val_batch_size
+        return seeded_loader(
+            dataset, batch_size, training, collate_boundaries, self.trainer, self.seed, self.num_workers
         )
 
     def train_dataloader(self) -> DataLoader:

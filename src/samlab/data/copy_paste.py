@@ -125,6 +125,7 @@ class CopyPasteTransform(ClipTransform):
             bank_dir, max_objects=max_objects, scale=(scale[0], scale[1]), p=p, category_ids=category_ids
         )
         self.then = then
+        self.resolution = getattr(then, "resolution", None)
 
     def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
         """Paste objects into ``clip`` then apply ``then``, both with randomness from ``rng``."""

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from samlab.data.batch import VideoBatch
-from samlab.data.datasets import ClipDataset, SeededSampler, collate_samples, worker_init_fn
+from samlab.data.datasets import ClipDataset, collate_samples, seeded_loader
 from samlab.data.formats.base import VideoReader
 from samlab.data.sampling import ClipSampler
 from samlab.data.transforms import (
@@ -56,7 +56,8 @@ class ClipDataModule(L.LightningDataModule):
         val_transform: evaluation transform; None = :class:`EvalTransform` at ``image_size``.
 
     Transforms built with ``normalize=False`` (the defaults) give uint8 frames, normalised on the device after the
-    transfer with the transform's ``mean``/``std``.
+    transfer with the transform's ``mean``/``std``. A given transform with a ``resolution`` other than ``image_size``
+    is refused (ValueError), so a config cannot feed the model frames of another size.
     """
 
     def __init__(
@@ -89,6 +90,13 @@ class ClipDataModule(L.LightningDataModule):
         self.repeat = repeat
         self.seed = seed
         self.skip_bad_samples = skip_bad_samples
+        for name, transform in (("train_transform", train_transform), ("val_transform", val_transform)):
+            resolution = getattr(transform, "resolution", None)
+            if resolution is not None and resolution != image_size:
+                raise ValueError(
+                    f"{name} {type(transform).__name__} has resolution {resolution} but image_size is {image_size}: "
+                    "set both to the same size (the model is built for image_size)"
+                )
         self.train_transform = train_transform
         self.val_transform = val_transform
         self.datasets: dict[Split, ClipDataset] = {}
@@ -141,29 +149,20 @@ class ClipDataModule(L.LightningDataModule):
         for split in splits.get(stage or "fit", ("train", "val")):
             self.dataset(split)
 
-    def _world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        if trainer is None:
-            return 1, 0
-        return trainer.world_size, trainer.global_rank
-
     def loader(self, split: Split, batch_size: int | None = None) -> DataLoader:
         """A DataLoader over ``split`` yielding :class:`VideoBatch`; DDP-aware through :class:`SeededSampler`."""
         dataset = self.dataset(split)
         if dataset is None:
             raise ValueError(f"{type(self).__name__} has no '{split}' data: set its root/file list in the config")
-        num_replicas, rank = self._world()
         training = split == "train"
-        sampler = SeededSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=training, seed=self.seed)
-        return DataLoader(
+        return seeded_loader(
             dataset,
-            batch_size=batch_size or (self.batch_size if training else self.val_batch_size),
-            sampler=sampler,
-            num_workers=self.num_workers,
-            collate_fn=collate_samples,
-            worker_init_fn=worker_init_fn,
-            persistent_workers=self.num_workers > 0,
-            drop_last=training and num_replicas > 1,
+            batch_size or (self.batch_size if training else self.val_batch_size),
+            training,
+            collate_samples,
+            self.trainer,
+            self.seed,
+            self.num_workers,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, DistributedSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
 from samlab.data.batch import VideoBatch, collate_clips
 from samlab.data.formats.base import Video
@@ -143,3 +144,28 @@ def worker_init_fn(worker_id: int) -> None:
     base = torch.initial_seed() % 2**32
     random.seed(base + worker_id)
     np.random.seed((base + worker_id) % 2**32)
+
+
+def seeded_loader(
+    dataset: Dataset,
+    batch_size: int,
+    training: bool,
+    collate_fn: Callable,
+    trainer: Any = None,
+    seed: int = 0,
+    num_workers: int = 0,
+) -> DataLoader:
+    """The DataLoader every samlab data module uses: a :class:`SeededSampler` over the ``trainer``'s processes (one
+    process without a trainer), shuffled and with incomplete last batches dropped under DDP when ``training``,
+    :func:`worker_init_fn`, persistent workers."""
+    replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=SeededSampler(dataset, num_replicas=replicas, rank=rank, shuffle=training, seed=seed),
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        worker_init_fn=worker_init_fn,
+        persistent_workers=num_workers > 0,
+        drop_last=training and replicas > 1,
+    )

@@ -470,3 +470,4 @@ class EvalTransform(ClipTransform):
         super().__init__(
             [ClipStep(A.Resize(resolution, resolution, interpolation=cv2.INTER_LINEAR, p=1.0))], normalize=normalize
         )
+        self.resolution = resolution

@@ -149,3 +149,20 @@ def test_cosine_schedule_scales_every_group():
         cosine_schedule(optimizer, total_steps=4, warmup_steps=4)
     with pytest.raises(ValueError, match="min_lr_ratio"):
         cosine_schedule(optimizer, total_steps=4, min_lr_ratio=2.0)
+
+
+def test_cosine_over_run_spans_the_trainers_run_and_refuses_endless_runs():
+    from samlab.models.sam2.optim import cosine_over_run
+
+    class Run:
+        estimated_stepping_batches = 10
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    config = cosine_over_run(optimizer, Run(), warmup_steps=50, min_lr_ratio=0.2)  # warm-up cut to 9 steps
+    assert config["lr_scheduler"]["interval"] == "step" and config["optimizer"] is optimizer
+    scheduler = config["lr_scheduler"]["scheduler"]
+    factors = [scheduler.lr_lambdas[0](step) for step in range(11)]
+    assert factors[0] == pytest.approx(1 / 9) and factors[8] == pytest.approx(1.0) and factors[10] == pytest.approx(0.2)
+    Run.estimated_stepping_batches = float("inf")
+    with pytest.raises(ValueError, match="finite run"):
+        cosine_over_run(optimizer, Run())

@@ -6,7 +6,6 @@ The torch work lives in :mod:`samlab.models.sam2.vos` (training forward with sim
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,7 +19,7 @@ from samlab.data.batch import VideoBatch
 from samlab.losses import CORE_LOSS_KEY, SAM2Loss
 from samlab.metrics.vos import JandF
 from samlab.models.sam2.model import add_lora, build_sam2_model, freeze, load_checkpoint
-from samlab.models.sam2.optim import cosine_schedule, sam2_param_groups
+from samlab.models.sam2.optim import cosine_over_run, sam2_param_groups
 from samlab.models.sam2.prompts import PromptConfig
 from samlab.models.sam2.vos import VideoPrediction, forward_training, predict_batch, segment_batch
 from samlab.visualize import frame_strip, object_colors, overlay_masks, to_uint8_image
@@ -227,14 +226,7 @@ class SAM2VideoModule(LightningModule):
             self.model, lr=hp.lr, vision_lr=hp.vision_lr, weight_decay=hp.weight_decay, layer_decay=hp.layer_decay
         )
         optimizer = torch.optim.AdamW(groups)
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total):
-            raise ValueError("the cosine schedule needs a finite run: set trainer max_steps or max_epochs")
-        total = max(int(total), 1)
-        scheduler = cosine_schedule(
-            optimizer, total_steps=total, warmup_steps=min(hp.warmup_steps, total - 1), min_lr_ratio=hp.min_lr_ratio
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return cosine_over_run(optimizer, self.trainer, hp.warmup_steps, hp.min_lr_ratio)
 
     def _log_scores(self, metric: JandF, stage: str) -> None:
         scores = metric.compute()

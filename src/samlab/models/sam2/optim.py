@@ -171,3 +171,19 @@ def cosine_schedule(
     if not 0.0 <= min_lr_ratio <= 1.0:
         raise ValueError(f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
     return LambdaLR(optimizer, lambda step: cosine_lr_factor(step, total_steps, warmup_steps, min_lr_ratio))
+
+
+def cosine_over_run(optimizer: Optimizer, trainer: Any, warmup_steps: int = 0, min_lr_ratio: float = 0.1) -> dict:
+    """``configure_optimizers``' return value for ``optimizer`` with a per-step :func:`cosine_schedule` spanning the
+    whole run of ``trainer`` (its ``estimated_stepping_batches``); warm-up is cut to fit runs shorter than it.
+
+    Raises ValueError for runs without an end (no ``max_steps`` nor ``max_epochs``).
+    """
+    total = trainer.estimated_stepping_batches
+    if not math.isfinite(total):
+        raise ValueError("the cosine schedule needs a finite run: set trainer max_steps or max_epochs")
+    total = max(int(total), 1)
+    scheduler = cosine_schedule(
+        optimizer, total_steps=total, warmup_steps=min(warmup_steps, total - 1), min_lr_ratio=min_lr_ratio
+    )
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,217 @@
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import yaml
+from lightning.pytorch.callbacks import StochasticWeightAveraging
+
+from samlab.data.datamodules import COCODataModule
+from samlab.data.instance_transforms import LargeScaleJitterTransform, ResizeLongestSideTransform
+from samlab.masks import decode_segmentation
+from samlab.metrics.coco import load_coco_gt
+from samlab.models.sam.model import EncoderSize
+from samlab.models.sam.module import SAMPromptModule
+from samlab.models.sam.prompts import PromptConfig
+
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+TINY = EncoderSize(32, 2, 2, (1,))
+SIZE = 64
+
+
+def _datamodule(coco_root, **kwargs):
+    ann = str(coco_root / "annotations" / "instances.json")
+    images = str(coco_root / "images")
+    dm = COCODataModule(
+        ann_file=ann,
+        image_root=images,
+        val_ann_file=ann,
+        val_image_root=images,
+        image_size=SIZE,
+        batch_size=2,
+        val_batch_size=2,
+        train_transform=LargeScaleJitterTransform(SIZE),
+        val_transform=ResizeLongestSideTransform(SIZE),
+        **kwargs,
+    )
+    dm.setup("fit")
+    return dm
+
+
+def _batch(dm, split="val"):
+    return dm.normalize(next(iter(dm.loader(split))))
+
+
+def _trainer(**kwargs):
+    defaults = dict(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    return L.Trainer(**(defaults | kwargs))
+
+
+def test_training_losses_average_over_objects_whatever_the_chunk_size(coco_root):
+    dm = _datamodule(coco_root)
+    batch = _batch(dm, "train")
+    assert batch.num_objects >= 3
+    config = PromptConfig(mode="box", box_noise=0.0)  # deterministic prompts: tight boxes
+    losses = {}
+    for chunk in (1, 2, 64):
+        torch.manual_seed(0)
+        module = SAMPromptModule(image_size=SIZE, encoder=TINY, prompts=config, prompt_chunk_size=chunk)
+        losses[chunk] = module.training_losses(batch)
+    for chunk in (1, 2):
+        for key in ("loss", "loss_focal", "loss_dice", "loss_iou"):
+            assert float(losses[chunk][key]) == pytest.approx(float(losses[64][key]), rel=1e-5)
+    total = losses[64]
+    assert float(total["loss"]) == pytest.approx(
+        float(20 * total["loss_focal"] + total["loss_dice"] + total["loss_iou"]), rel=1e-6
+    )
+    assert 0 < float(total["loss_dice"]) < 1  # a mean over objects, not a sum
+
+
+def test_frozen_parts_get_no_gradient_and_correction_steps_add_losses(coco_root):
+    batch = _batch(_datamodule(coco_root), "train")
+    torch.manual_seed(0)
+    module = SAMPromptModule(
+        image_size=SIZE,
+        encoder=TINY,
+        freeze_image_encoder=True,
+        freeze_prompt_encoder=True,
+        prompts=PromptConfig(mode="point", max_points=2, max_negative_points=1, num_correction_steps=2),
+    )
+    losses = module.training_losses(batch)
+    losses["loss"].backward()
+    assert all(p.grad is None for p in module.model.image_encoder.parameters())
+    assert all(p.grad is None for p in module.model.prompt_encoder.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.model.mask_decoder.parameters())
+    # three rounds (first prompt + 2 corrections) of dice, each < 1 per object
+    assert 1.0 < float(losses["loss_dice"]) < 3.0
+
+
+def test_predict_objects_with_tta_at_original_size(coco_root):
+    dm = _datamodule(coco_root)
+    batch = _batch(dm)
+    module = SAMPromptModule(image_size=SIZE, encoder=TINY, tta_scales=[1.0, 0.5], tta_hflip=True).eval()
+    predictions = module.predict_objects(batch)
+    assert len(predictions) == batch.batch_size
+    for b, prediction in enumerate(predictions):
+        height, width = batch.orig_sizes[b].tolist()
+        assert prediction.masks.shape == (len(prediction.objects), height, width)
+        assert prediction.masks.dtype == torch.bool
+        assert torch.equal(batch.clip_index[prediction.objects], torch.full_like(prediction.objects, b))
+        assert prediction.scores.shape == (len(prediction.objects),)
+
+
+def test_validation_logs_coco_numbers_equal_to_the_evaluator(coco_root):
+    dm = _datamodule(coco_root)
+    torch.manual_seed(0)
+    module = SAMPromptModule(image_size=SIZE, encoder=TINY)
+    [metrics] = _trainer().validate(module, dm, verbose=False)
+    assert set(metrics) >= {"val/segm_AP", "val/bbox_AP", "val/segm_AP50", "val/mIoU"}
+    # the same predictions scored by hand: mIoU against the GT annotations at the original size
+    gt = load_coco_gt(coco_root / "annotations" / "instances.json")
+    ious = []
+    for batch in dm.loader("val"):
+        for prediction in module.predict_objects(dm.normalize(batch)):
+            for o, mask in zip(prediction.objects.tolist(), prediction.masks.numpy()):
+                ann = gt.anns[int(batch.object_ids[o])]
+                truth = decode_segmentation(ann["segmentation"], *mask.shape)
+                ious.append((mask & truth).sum() / (mask | truth).sum())
+    assert metrics["val/mIoU"] == pytest.approx(float(np.mean(ious)), abs=1e-6)
+
+
+def test_preview_prompts_follow_the_config_and_batch_order(coco_root):
+    batch = _batch(_datamodule(coco_root))
+    module = SAMPromptModule(
+        image_size=SIZE, encoder=TINY, prompts=PromptConfig(mode="point", max_points=3, max_negative_points=2)
+    )
+    previews = module.preview_prompts(batch)
+    assert len(previews) == batch.num_objects
+    for o, preview in enumerate(previews):
+        assert preview["box"] is None
+        labels = preview["point_labels"]
+        assert 1 <= (labels == 1).sum() <= 3 and (labels == 0).sum() <= 2 and len(preview["points"]) == len(labels)
+        mask = batch.masks[0, o].numpy()
+        for (x, y), label in zip(preview["points"].astype(int), labels):
+            assert mask[y, x] == bool(label)  # positives inside the object, negatives outside
+    assert [p["points"].tolist() for p in module.preview_prompts(batch)] == [p["points"].tolist() for p in previews]
+    boxes = SAMPromptModule(image_size=SIZE, encoder=TINY).preview_prompts(batch)
+    assert all(p["box"].shape == (4,) and len(p["points"]) == 0 for p in boxes)
+
+
+def test_swa_of_the_config_leaves_the_averaged_weights(coco_root):
+    callbacks = yaml.safe_load((CONFIGS / "sam_coco_box.yaml").read_text())["trainer"]["callbacks"]
+    [swa_args] = [c["init_args"] for c in callbacks if c["class_path"].endswith("StochasticWeightAveraging")]
+    swa = StochasticWeightAveraging(**(swa_args | {"swa_epoch_start": 1}))
+    module = SAMPromptModule(image_size=SIZE, encoder=TINY, lr=1e-3)
+    trainer = _trainer(max_epochs=3, limit_train_batches=2, limit_val_batches=0, callbacks=[swa])
+    trainer.fit(module, _datamodule(coco_root))
+    assert int(swa.n_averaged) >= 2  # several weight sets were averaged (SWA epochs 1 and 2)
+    averaged = dict(swa._average_model.named_parameters())
+    for name, param in module.named_parameters():
+        assert torch.equal(param.detach(), averaged[name].detach()), name
+
+
+def test_images_of_another_size_are_refused(coco_root):
+    batch = _batch(_datamodule(coco_root))
+    module = SAMPromptModule(image_size=2 * SIZE, encoder=TINY)
+    with pytest.raises(ValueError, match="resolution of data image_size"):
+        module.training_losses(batch)
+
+
+SAM2_TINY = {
+    "backend": "sam2",
+    "variant": "sam2.1_hiera_t",
+    "model_overrides": [
+        "++model.image_encoder.trunk.embed_dim=32",
+        "++model.image_encoder.neck.backbone_channel_list=[256,128,64,32]",
+        "++model.memory_attention.num_layers=1",
+        "++model.memory_attention.layer.dim_feedforward=256",
+    ],
+}
+
+
+def test_sam2_backend_trains_and_evaluates(coco_root):
+    dm = _datamodule(coco_root)
+    torch.manual_seed(0)
+    module = SAMPromptModule(
+        image_size=SIZE,
+        prompts=PromptConfig(mode="mix", max_points=2, num_correction_steps=1),
+        freeze_image_encoder=False,
+        **SAM2_TINY,
+    )
+    features = module.embed(_batch(dm).images[0])
+    assert features.embedding.shape[-2:] == (SIZE // 16, SIZE // 16)
+    assert [f.shape[-1] for f in features.high_res] == [SIZE // 4, SIZE // 8]
+    losses = module.training_losses(_batch(dm, "train"))
+    losses["loss"].backward()
+    assert any(p.grad is not None for p in module.model.image_encoder.parameters())
+    assert any(p.grad is not None for p in module.model.sam_mask_decoder.parameters())
+    [metrics] = _trainer().validate(module.eval(), dm, verbose=False)
+    assert 0.0 <= metrics["val/mIoU"] <= 1.0 and "val/segm_AP" in metrics
+    with pytest.raises(ValueError, match="backend"):
+        SAMPromptModule(image_size=SIZE, backend="sam3")
+
+
+def test_validation_images_draw_prompts_and_map_predictions_back_to_the_input(coco_root):
+    from samlab.models.sam.module import ImagePrediction
+
+    batch = _batch(_datamodule(coco_root))
+    module = SAMPromptModule(image_size=SIZE, encoder=TINY).eval()
+    objects = batch.objects_of(0)
+    height, width = batch.orig_sizes[0].tolist()
+    full = torch.ones((len(objects), height, width), dtype=torch.bool)  # every object predicted everywhere
+    prediction = ImagePrediction(objects, full, torch.ones(len(objects)))
+    [(caption, strip)] = module.validation_images(batch, {"predictions": [prediction]}, max_images=1)
+    assert batch.video_names[0] in caption and strip.shape == (SIZE, 2 * SIZE + 2, 3)
+    left, right = strip[:, :SIZE].astype(int), strip[:, SIZE + 2 :].astype(int)
+    scale = SIZE / max(height, width)
+    inside_h, inside_w = round(height * scale), round(width * scale)
+    image = batch.images[0, 0].permute(1, 2, 0) * torch.tensor([0.229, 0.224, 0.225]) + torch.tensor(
+        [0.485, 0.456, 0.406]
+    )
+    image = (image * 255).round().clamp(0, 255).numpy()
+    assert np.abs(right[: inside_h - 1, : inside_w - 1] - image[: inside_h - 1, : inside_w - 1]).mean() > 20  # tinted
+    if inside_h < SIZE:
+        assert np.abs(right[inside_h:] - image[inside_h:]).max() <= 1  # padding untouched
+    # box prompts (box mode is the default evaluation prompt) are drawn on the left panel in the object's colour
+    assert not np.array_equal(left, right)

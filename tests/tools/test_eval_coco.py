@@ -1,0 +1,72 @@
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from samlab.cli import main
+from samlab.masks import decode_segmentation, encode_rle, mask_to_box
+
+
+@pytest.fixture
+def results_file(coco_root, tmp_path):
+    """A prediction per instance, shifted by 0-3 pixels, with a false positive; masks and boxes."""
+    data = json.loads((coco_root / "annotations" / "instances.json").read_text())
+    images = {i["id"]: i for i in data["images"]}
+    results = []
+    for k, ann in enumerate(data["annotations"]):
+        image = images[ann["image_id"]]
+        mask = np.roll(decode_segmentation(ann["segmentation"], image["height"], image["width"]), k % 4, axis=0)
+        x0, y0, x1, y1 = (float(v) for v in mask_to_box(mask))
+        results.append(
+            {
+                "image_id": ann["image_id"],
+                "category_id": ann["category_id"],
+                "segmentation": encode_rle(mask),
+                "bbox": [x0 + k % 2, y0, x1 - x0, y1 - y0],
+                "score": 1.0 - 0.03 * k,
+            }
+        )
+    path = tmp_path / "result.segm.json"
+    path.write_text(json.dumps(results))
+    return path
+
+
+def _pycocotools(gt_file, pred_file, iou_type):
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_file))
+        results = json.loads(pred_file.read_text())
+        if iou_type == "segm":
+            results = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
+        ev = COCOeval(gt, gt.loadRes(results), iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats.tolist()
+
+
+@pytest.mark.parametrize("iou_type", ["segm", "bbox"])
+def test_eval_coco_equals_pycocotools(coco_root, results_file, capsys, iou_type):
+    gt_file = coco_root / "annotations" / "instances.json"
+    assert (
+        main(["eval", "coco", "--gt", str(gt_file), "--pred", str(results_file), "--iou-type", iou_type, "--json"]) == 0
+    )
+    printed = json.loads(capsys.readouterr().out)
+    expected = _pycocotools(gt_file, results_file, iou_type)
+    assert printed["stats"] == pytest.approx(expected, abs=0, rel=0)
+    assert printed["AP"] == expected[0] and printed["AP50"] == expected[1] and printed["ARl"] == expected[11]
+    assert 0.0 < expected[0] < 1.0  # a perturbed prediction: neither perfect nor useless
+
+
+def test_eval_coco_table_and_bad_file(coco_root, results_file, tmp_path, capsys):
+    gt_file = coco_root / "annotations" / "instances.json"
+    assert main(["eval", "coco", "--gt", str(gt_file), "--pred", str(results_file)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 12 and lines[0].startswith("segm    AP:")
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"not": "a list"}))
+    assert main(["eval", "coco", "--gt", str(gt_file), "--pred", str(broken)]) == 2
+    assert "broken.json: not a COCO results file" in capsys.readouterr().err
