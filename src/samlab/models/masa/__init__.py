@@ -1,0 +1,1 @@
+"""MASA: instance association learnt from SAM segments (adapter, box and embedding heads, tracker)."""
