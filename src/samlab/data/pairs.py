@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from samlab.data.datasets import SampleKey, SeededSampler, worker_init_fn
+from samlab.data.datasets import SampleKey, seeded_loader
 from samlab.data.formats.base import Video
 from samlab.data.sampling import read_annotated_frame
 from samlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_images
@@ -407,19 +407,9 @@ class MASAPairDataModule(L.LightningDataModule):
         dataset = self.dataset(split)
         if dataset is None:
             raise ValueError(f"MASAPairDataModule has no '{split}' data: set its ann_file or sa1b_root in the config")
-        trainer = self.trainer
-        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         training = split == "train"
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if training else self.val_batch_size,
-            sampler=SeededSampler(dataset, num_replicas=replicas, rank=rank, shuffle=training, seed=self.seed),
-            num_workers=self.num_workers,
-            collate_fn=collate_pairs,
-            worker_init_fn=worker_init_fn,
-            persistent_workers=self.num_workers > 0,
-            drop_last=training and replicas > 1,
-        )
+        batch_size = self.batch_size if training else self.val_batch_size
+        return seeded_loader(dataset, batch_size, training, collate_pairs, self.trainer, self.seed, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self.loader("train")

@@ -56,3 +56,20 @@ def test_tracker_settings_are_checked_and_used():
     assert isinstance(tracker, MASATracker) and (tracker.match_score_thr, tracker.memo_tracklet_frames) == (0.3, 4)
     with pytest.raises(TypeError, match="unknown_setting"):
         MASAModule(**TINY, tracker={"unknown_setting": 1})
+
+
+def test_validation_images_colour_reference_boxes_by_their_best_key_match():
+    from samlab.data.pairs import PairBatch
+
+    module = MASAModule(**TINY)
+    images = torch.zeros(1, 3, 64, 64)
+    boxes = torch.tensor([[4.0, 4.0, 20.0, 20.0], [30.0, 30.0, 60.0, 60.0]])
+    ids = [torch.tensor([1, 2])], [torch.tensor([2, 1])]
+    batch = PairBatch(images, images.clone(), [boxes], [boxes.flip(0)], *ids, names=["img"])
+    key_embeds = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    ref_embeds = torch.tensor([[0.0, 1.0], [1.0, 0.0]])  # ref box 0 is key 1, ref box 1 is key 0
+    [(_, strip)] = module.validation_images(batch, {"key_embeds": [key_embeds], "ref_embeds": [ref_embeds]})
+    key, ref = strip[:, :64], strip[:, 66:]
+    assert (key[4, 4:21] == key[4, 4]).all() and key[4, 4].any()  # top edge of key box 0 in its colour
+    assert (ref[4, 4] == key[4, 4]).all()  # ref box 1 (same place) matched key 0: same colour
+    assert (ref[30, 30] == key[30, 30]).all() and not (key[30, 30] == key[4, 4]).all()

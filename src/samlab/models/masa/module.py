@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 
 from samlab.data.pairs import PairBatch
 from samlab.models.masa.backbones import build_backbone
 from samlab.models.masa.model import MASAModel, matching_accuracy
 from samlab.models.masa.tracker import MASATracker
+from samlab.visualize import draw_boxes, frame_strip, object_colors, to_uint8_image
 
 
 class MASAModule(LightningModule):
@@ -95,7 +98,9 @@ class MASAModule(LightningModule):
             self.log("train/num_skipped", float(batch.num_skipped), reduce_fx="sum", batch_size=size)
         return total
 
-    def validation_step(self, batch: PairBatch, batch_idx: int) -> None:
+    def validation_step(self, batch: PairBatch, batch_idx: int) -> dict[str, list[torch.Tensor]]:
+        """Top-1 matching of key to reference instances, counted into ``val/match_acc``; returns the instance
+        embeddings ``{"key_embeds": [N_b, D] per image, "ref_embeds": ...}`` (for :meth:`validation_images`)."""
         size = tuple(batch.key_images.shape[-2:])
         count = len(batch.key_boxes)
         features = self.model.features(torch.cat([batch.key_images, batch.ref_images]))
@@ -105,6 +110,29 @@ class MASAModule(LightningModule):
             correct, total = matching_accuracy(parts[b], parts[count + b], batch.key_ids[b], batch.ref_ids[b])
             self._val_counts[0] += correct
             self._val_counts[1] += total
+        return {"key_embeds": list(parts[:count]), "ref_embeds": list(parts[count:])}
+
+    def validation_images(
+        self, batch: PairBatch, outputs: dict[str, list[torch.Tensor]], max_images: int = 2
+    ) -> list[tuple[str, np.ndarray]]:
+        """Per image (up to ``max_images``): the key view with its instance boxes, one colour each, next to the
+        reference view where each box takes the colour of the key instance whose embedding matched it best
+        (white: matched by none)."""
+        images = []
+        for b in range(min(max_images, len(batch.key_boxes))):
+            key, ref = to_uint8_image(batch.key_images[b]), to_uint8_image(batch.ref_images[b])
+            key_boxes, ref_boxes = batch.key_boxes[b].cpu().numpy(), batch.ref_boxes[b].cpu().numpy()
+            colors = object_colors(len(key_boxes))
+            draw_boxes(key, key_boxes, colors)
+            ref_colors = np.full((len(ref_boxes), 3), 255, np.uint8)
+            if len(key_boxes) and len(ref_boxes):
+                cosine = F.normalize(outputs["key_embeds"][b], dim=1) @ F.normalize(outputs["ref_embeds"][b], dim=1).T
+                for k, r in enumerate(cosine.argmax(dim=1).tolist()):
+                    ref_colors[r] = colors[k]
+            draw_boxes(ref, ref_boxes, ref_colors)
+            caption = f"{batch.names[b]}: key view (left), reference boxes coloured by their best-matching key box"
+            images.append((caption, frame_strip([key, ref])))
+        return images
 
     def on_validation_epoch_end(self) -> None:
         correct, total = (float(v) for v in self.all_gather(torch.tensor(self._val_counts)).reshape(-1, 2).sum(0))
