@@ -11,7 +11,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 def test_notebooks_exist():
     names = {p.stem for p in NOTEBOOKS}
-    assert {"quickstart", "data_exploration"} <= names
+    assert {"quickstart", "data_exploration", "sam_prompt_coco", "masa", "directsam"} <= names  # one per family
 
 
 @pytest.mark.slow
