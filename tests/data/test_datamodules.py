@@ -217,3 +217,32 @@ def test_transform_resolution_must_equal_image_size():
     MOSEDataModule(image_size=64, train_transform=SAM2TrainTransform(resolution=64), val_transform=EvalTransform(64))
     with pytest.raises(ValueError, match="val_transform EvalTransform has resolution 32 but image_size is 64"):
         MOSEDataModule(image_size=64, val_transform=EvalTransform(32))
+
+
+def test_instance_chunks_use_every_instance_once_per_epoch(tmp_path):
+    import json
+
+    from samlab.data.datasets import InstanceChunkDataset
+    from samlab.data.formats.coco import COCOReader
+    from samlab.data.synth import synthesize
+
+    synthesize("coco", tmp_path, videos=3, size=(48, 64), seed=2, objects=5)
+    ann = tmp_path / "annotations" / "instances.json"
+    reader = COCOReader(ann, tmp_path / "images")
+    per_image = {}
+    for a in json.loads(ann.read_text())["annotations"]:
+        if not a["iscrowd"]:
+            per_image.setdefault(a["image_id"], set()).add(a["id"])
+    dataset = InstanceChunkDataset(reader, chunk_size=2, seed=7)
+    assert len(dataset) == sum(-(-len(ids) // 2) for ids in per_image.values())
+    for epoch in (0, 1):
+        seen = [dataset.chunk_ids(i, epoch) for i in range(len(dataset))]
+        assert all(1 <= len(ids) <= 2 for ids in seen)
+        assert sorted(i for ids in seen for i in ids) == sorted(i for ids in per_image.values() for i in ids)
+        clip = dataset[(0, epoch, 0)]
+        assert clip.object_ids == seen[0] and clip.masks.shape[1] == len(seen[0])
+    assert [dataset.chunk_ids(i, 0) for i in range(len(dataset))] != [dataset.chunk_ids(i, 1) for i in range(len(dataset))]
+
+    dm = COCODataModule(ann_file=str(ann), image_root=str(tmp_path / "images"), image_size=32, instances_per_sample=2,
+                        train_transform=EvalTransform(32, normalize=False))  # fmt: skip
+    assert isinstance(dm.dataset("train"), InstanceChunkDataset) and len(dm.dataset("train")) == len(dataset)

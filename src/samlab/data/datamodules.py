@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from samlab.data.batch import VideoBatch
-from samlab.data.datasets import ClipDataset, collate_samples, seeded_loader
+from samlab.data.datasets import ClipDataset, InstanceChunkDataset, collate_samples, seeded_loader
 from samlab.data.formats.base import VideoReader
 from samlab.data.sampling import ClipSampler
 from samlab.data.transforms import (
@@ -324,8 +324,10 @@ class COCODataModule(ClipDataModule):
 
     ``ann_file``/``image_root``: training annotations and images; ``val_ann_file``/``val_image_root``: held-out set
     (also used for test and predict); ``include_crowd``: crowd regions become objects too.
-    Defaults to ``num_frames=1`` and ``max_num_objects=None`` (every instance). Other arguments:
-    :class:`ClipDataModule`.
+    Defaults to ``num_frames=1`` and ``max_num_objects=None`` (every instance). ``instances_per_sample``: train on
+    every instance of every image each epoch, at most this many per sample (an image with more instances gives
+    several samples, :class:`~samlab.data.datasets.InstanceChunkDataset`); ``max_num_objects`` then does not apply
+    to training. Other arguments: :class:`ClipDataModule`.
     """
 
     def __init__(
@@ -335,11 +337,13 @@ class COCODataModule(ClipDataModule):
         val_ann_file: str | None = None,
         val_image_root: str | None = None,
         include_crowd: bool = False,
+        instances_per_sample: int | None = None,
         num_frames: int = 1,
         max_num_objects: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(num_frames=num_frames, max_num_objects=max_num_objects, **kwargs)
+        self.instances_per_sample = instances_per_sample
         self.sources = {
             "train": (ann_file, image_root),
             "val": (val_ann_file, val_image_root),
@@ -356,6 +360,19 @@ class COCODataModule(ClipDataModule):
             return None
         image_root = image_root or str(Path(ann_file).parent)
         return COCOReader(ann_file, image_root, include_crowd=self.include_crowd)
+
+    def dataset(self, split: Split) -> ClipDataset | None:
+        """As :meth:`ClipDataModule.dataset`; with ``instances_per_sample`` the training split is an
+        :class:`InstanceChunkDataset`."""
+        if split == "train" and self.instances_per_sample is not None and split not in self.datasets:
+            reader = self.reader(split)
+            if reader is None:
+                return None
+            transform = self.train_transform or SAM2TrainTransform(resolution=self.image_size, normalize=False)
+            self.datasets[split] = InstanceChunkDataset(
+                reader, self.instances_per_sample, transform, seed=self.seed, skip_bad_samples=self.skip_bad_samples
+            )
+        return super().dataset(split)
 
 
 class _EpochSetter:

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker
 
 from samlab.data.batch import VideoBatch, collate_clips
 from samlab.data.formats.base import Video
-from samlab.data.sampling import Clip, ClipSampler, load_clip
+from samlab.data.sampling import Clip, ClipSampler, ClipSpec, load_clip
 from samlab.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,9 @@ class ClipDataset(Dataset):
         worker = info.id if info is not None else 0
         return np.random.default_rng([self.seed, epoch, rank, worker, index, attempt])
 
-    def load(self, index: int, rng: np.random.Generator) -> Clip:
-        """Sample, read and transform the clip of item ``index`` with ``rng`` (raises :class:`DataError`)."""
+    def load(self, index: int, rng: np.random.Generator, epoch: int = 0) -> Clip:
+        """Sample, read and transform the clip of item ``index`` of ``epoch`` with ``rng`` (raises
+        :class:`DataError`)."""
         video = self.videos[index % len(self.videos)]
         clip = load_clip(video, self.sampler.sample(video, rng))
         if self.transform is not None:
@@ -84,13 +85,13 @@ class ClipDataset(Dataset):
     def __getitem__(self, key: int | SampleKey) -> Clip | tuple[Clip, int]:
         index, epoch, rank = (key, 0, 0) if isinstance(key, int) else key
         if not self.skip_bad_samples:
-            return self.load(index, self._rng(index, epoch, rank, 0))
+            return self.load(index, self._rng(index, epoch, rank, 0), epoch)
         skipped = 0
         current = index
         for attempt in range(self.max_skip_retries + 1):
             rng = self._rng(index, epoch, rank, attempt)
             try:
-                return self.load(current, rng), skipped
+                return self.load(current, rng, epoch), skipped
             except DataError as err:
                 skipped += 1
                 log.warning("skipping bad sample (%d so far in this item): %s", skipped, err)
@@ -98,6 +99,57 @@ class ClipDataset(Dataset):
         raise DataError(
             "dataset", f"{self.max_skip_retries + 1} samples in a row were bad; the data set is likely broken"
         )
+
+
+class InstanceChunkDataset(ClipDataset):
+    """Images whose instances are all used every epoch, ``chunk_size`` at a time.
+
+    Each image of ``videos`` (one-frame items, e.g. :class:`~samlab.data.formats.coco.COCOReader`'s) is split into
+    ``ceil(instances / chunk_size)`` items per epoch: its instance ids are permuted (seeded by ``(seed, epoch,
+    image)``, the same in every process) and cut into consecutive chunks, so every instance is the target of exactly
+    one item per epoch and no item holds more than ``chunk_size`` (memory stays bounded), unlike a random subset per
+    visit. Other arguments: :class:`ClipDataset` (``sampler`` is unused: the chunk is the sample). An image without
+    instances raises :class:`DataError` naming it (or is skipped and counted with ``skip_bad_samples``).
+    """
+
+    def __init__(
+        self,
+        videos: Sequence[Video],
+        chunk_size: int,
+        transform: ClipTransformFn | None = None,
+        seed: int = 0,
+        skip_bad_samples: bool = False,
+        max_skip_retries: int = 20,
+    ) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        super().__init__(videos, ClipSampler(1, None), transform, 1, seed, skip_bad_samples, max_skip_retries)
+        self.chunk_size = chunk_size
+        self.chunks: list[tuple[int, int]] = []
+        for i, video in enumerate(videos):
+            count = len(video.masks(0).ids())
+            self.chunks += [(i, j) for j in range(max(1, -(-count // chunk_size)))]
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def chunk_ids(self, index: int, epoch: int) -> list[int]:
+        """The instance ids of item ``index`` in ``epoch`` (sorted)."""
+        image, j = self.chunks[index]
+        ids = self.videos[image].masks(0).ids()
+        order = np.random.default_rng([self.seed, epoch, image]).permutation(len(ids))
+        return sorted(int(ids[k]) for k in order[j * self.chunk_size : (j + 1) * self.chunk_size])
+
+    def load(self, index: int, rng: np.random.Generator, epoch: int = 0) -> Clip:
+        """Read and transform the chunk of instances of item ``index`` of ``epoch`` (raises :class:`DataError`)."""
+        video = self.videos[self.chunks[index][0]]
+        ids = self.chunk_ids(index, epoch)
+        if not ids:
+            raise DataError(video.source, f"'{video.name}': no object is annotated")
+        clip = load_clip(video, ClipSpec(frames=[0], object_ids=ids))
+        if self.transform is not None:
+            clip = self.transform(clip, rng)
+        return clip
 
 
 def collate_samples(items: Sequence[Clip | tuple[Clip, int]]) -> VideoBatch:
