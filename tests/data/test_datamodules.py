@@ -241,7 +241,8 @@ def test_instance_chunks_use_every_instance_once_per_epoch(tmp_path):
         assert sorted(i for ids in seen for i in ids) == sorted(i for ids in per_image.values() for i in ids)
         clip = dataset[(0, epoch, 0)]
         assert clip.object_ids == seen[0] and clip.masks.shape[1] == len(seen[0])
-    assert [dataset.chunk_ids(i, 0) for i in range(len(dataset))] != [dataset.chunk_ids(i, 1) for i in range(len(dataset))]
+    partitions = [[dataset.chunk_ids(i, epoch) for i in range(len(dataset))] for epoch in (0, 1)]
+    assert partitions[0] != partitions[1]  # a new partition every epoch
 
     dm = COCODataModule(ann_file=str(ann), image_root=str(tmp_path / "images"), image_size=32, instances_per_sample=2,
                         train_transform=EvalTransform(32, normalize=False))  # fmt: skip
