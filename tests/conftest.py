@@ -50,3 +50,15 @@ def coco_root(synth_root: Path) -> Path:
     out = synth_root / "coco"
     synthesize("coco", out, videos=4, size=(48, 64), seed=4, objects=3)
     return out
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run the test on one torch thread (restored after): tiny models run fastest so, and on a shared CPU several
+    threads mostly wait for each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

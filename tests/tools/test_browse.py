@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tests.test_configs import TINY_MODEL
 
 from samlab.cli import main
 from samlab.data.batch import VideoBatch
@@ -18,16 +19,6 @@ from samlab.tools.browse import load_recipe, render_sample
 from samlab.visualize import NEGATIVE_CLICK, POSITIVE_CLICK, object_colors, to_uint8_image
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
-TINY_MODEL = {
-    "variant": "sam2.1_hiera_t",
-    "checkpoint": None,
-    "model_overrides": [
-        "++model.image_encoder.trunk.embed_dim=32",
-        "++model.image_encoder.neck.backbone_channel_list=[256,128,64,32]",
-        "++model.memory_attention.num_layers=1",
-        "++model.memory_attention.layer.dim_feedforward=256",
-    ],
-}
 
 
 def test_render_sample_draws_masks_boxes_and_prompts() -> None:

@@ -23,7 +23,7 @@ def _held_out_scores(module: DirectSAMModule, data: BoundaryDataModule) -> dict[
     return {key: float(value) for key, value in metric.compute().items()}
 
 
-def test_short_training_raises_contour_recall(tmp_path, tiny_model):
+def test_short_training_raises_contour_recall(tmp_path, tiny_model, one_torch_thread):
     synthesize("sa1b", tmp_path / "train", videos=24, size=(64, 64), seed=10, objects=3)
     synthesize("sa1b", tmp_path / "val", videos=6, size=(64, 64), seed=11, objects=3)
     L.seed_everything(0)
@@ -31,24 +31,18 @@ def test_short_training_raises_contour_recall(tmp_path, tiny_model):
         image_size=64, root=str(tmp_path / "train"), val_root=str(tmp_path / "val"), batch_size=4, thickness=5
     )
     module = DirectSAMModule(image_size=64, **(tiny_model | {"lr": 5e-3, "warmup_steps": 10}))
-    # One thread: the run is tiny, and several torch threads on a shared CPU mostly wait for each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        before = _held_out_scores(module, data)
-        trainer = L.Trainer(
-            accelerator="cpu",
-            max_steps=800,
-            logger=False,
-            enable_checkpointing=False,
-            limit_val_batches=0,
-            enable_progress_bar=False,
-            default_root_dir=str(tmp_path / "run"),
-        )
-        trainer.fit(module, datamodule=data)
-        after = _held_out_scores(module, data)
-    finally:
-        torch.set_num_threads(threads)
+    before = _held_out_scores(module, data)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=800,
+        logger=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        default_root_dir=str(tmp_path / "run"),
+    )
+    trainer.fit(module, datamodule=data)
+    after = _held_out_scores(module, data)
     print(
         f"\nheld-out contour recall@0.5: before {before['contour_recall@0.5']:.3f} "
         f"({before['num_tokens@0.5']:.1f} tokens), after {after['contour_recall@0.5']:.3f} "

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _tiny_masa_on_one_thread(one_torch_thread):
+    """Every MASA test runs on one torch thread (see ``one_torch_thread`` in tests/conftest.py)."""

@@ -1,11 +1,6 @@
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread; on a shared CPU several threads mostly wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _tiny_sam_on_one_thread(one_torch_thread):
+    """Every SAM test runs on one torch thread (see ``one_torch_thread`` in tests/conftest.py)."""
