@@ -18,7 +18,6 @@ and target). Randomness comes from ``(seed, epoch, rank, worker, index)`` throug
 from __future__ import annotations
 
 import json
-import logging
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,13 +31,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from samlab.data.boundaries import boundary_target, resize_boundary, resize_masks
-from samlab.data.datasets import seeded_loader
+from samlab.data.datasets import retry_bad_samples, seeded_loader
 from samlab.data.formats.base import VideoReader, read_image
 from samlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_images
 from samlab.errors import DataError
 from samlab.masks import RLE, decode_rle, encode_rle
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -175,15 +172,14 @@ class BoundaryDataset(Dataset):
         worker = info.id if info is not None else 0
         if not self.skip_bad_samples:
             return self.load(index, np.random.default_rng([self.seed, epoch, rank, worker, index]))
-        current = index
-        for attempt in range(self.max_skip_retries + 1):
-            rng = np.random.default_rng([self.seed, epoch, rank, worker, index, attempt])
-            try:
-                return self.load(current, rng), attempt
-            except DataError as err:
-                log.warning("skipping bad sample: %s", err)
-                current = int(rng.integers(0, len(self)))
-        raise DataError(self.source, f"{self.max_skip_retries + 1} samples in a row were bad")
+        return retry_bad_samples(
+            self.load,
+            index,
+            lambda attempt: np.random.default_rng([self.seed, epoch, rank, worker, index, attempt]),
+            len(self),
+            self.max_skip_retries,
+            self.source,
+        )
 
 
 class ReaderBoundaryDataset(BoundaryDataset):

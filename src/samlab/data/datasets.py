@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -21,9 +21,33 @@ from samlab.data.sampling import Clip, ClipSampler, ClipSpec, load_clip
 from samlab.errors import DataError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ClipTransformFn = Callable[[Clip, np.random.Generator], Clip]
 SampleKey = tuple[int, int, int]
+
+
+def retry_bad_samples(
+    load: Callable[[int, np.random.Generator], T],
+    index: int,
+    rng_for: Callable[[int], np.random.Generator],
+    length: int,
+    max_retries: int,
+    source: str = "dataset",
+) -> tuple[T, int]:
+    """The ``skip_bad_samples`` loop of every samlab dataset: ``load(index, rng_for(0))``; on a :class:`DataError`,
+    log it and load a random other item (drawn from that attempt's generator) with ``rng_for(attempt)``, up to
+    ``max_retries`` times. Returns ``(sample, skipped)``; raises :class:`DataError` (naming ``source``) when every
+    try was bad."""
+    current = index
+    for attempt in range(max_retries + 1):
+        rng = rng_for(attempt)
+        try:
+            return load(current, rng), attempt
+        except DataError as err:
+            log.warning("skipping bad sample (%d so far in this item): %s", attempt + 1, err)
+            current = int(rng.integers(0, length))
+    raise DataError(source, f"{max_retries + 1} samples in a row were bad; the data set is likely broken")
 
 
 class SkippedSample:
@@ -86,18 +110,12 @@ class ClipDataset(Dataset):
         index, epoch, rank = (key, 0, 0) if isinstance(key, int) else key
         if not self.skip_bad_samples:
             return self.load(index, self._rng(index, epoch, rank, 0), epoch)
-        skipped = 0
-        current = index
-        for attempt in range(self.max_skip_retries + 1):
-            rng = self._rng(index, epoch, rank, attempt)
-            try:
-                return self.load(current, rng, epoch), skipped
-            except DataError as err:
-                skipped += 1
-                log.warning("skipping bad sample (%d so far in this item): %s", skipped, err)
-                current = int(rng.integers(0, len(self)))
-        raise DataError(
-            "dataset", f"{self.max_skip_retries + 1} samples in a row were bad; the data set is likely broken"
+        return retry_bad_samples(
+            lambda i, rng: self.load(i, rng, epoch),
+            index,
+            lambda attempt: self._rng(index, epoch, rank, attempt),
+            len(self),
+            self.max_skip_retries,
         )
 
 

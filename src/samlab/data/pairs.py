@@ -13,7 +13,6 @@ The sources are COCO instance files (e.g. ``samlab data sa1b-to-coco`` output) o
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +23,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from samlab.data.datasets import SampleKey, seeded_loader
+from samlab.data.datasets import SampleKey, retry_bad_samples, seeded_loader
 from samlab.data.formats.base import Video
 from samlab.data.sampling import read_annotated_frame
 from samlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_images
 from samlab.errors import DataError
 from samlab.masks import masks_to_boxes
-
-log = logging.getLogger(__name__)
 
 _PAD_VALUE = 114  # YOLOX-style grey for the canvas outside the transformed image
 
@@ -288,20 +285,11 @@ class PairDataset(Dataset):
         index, epoch, rank = (key, 0, 0) if isinstance(key, int) else key
         if not self.skip_bad_samples:
             return self.load(index, self._rng(index, epoch, rank, 0))
-        current = index
-        for attempt in range(self.max_skip_retries + 1):
-            rng = self._rng(index, epoch, rank, attempt)
-            try:
-                sample = self.load(current, rng)
-            except DataError as err:
-                log.warning("skipping bad pair sample: %s", err)
-                current = int(rng.integers(0, len(self)))
-                continue
-            sample.skipped = attempt
-            return sample
-        raise DataError(
-            "dataset", f"{self.max_skip_retries + 1} samples in a row were bad; the data set is likely broken"
+        sample, skipped = retry_bad_samples(
+            self.load, index, lambda attempt: self._rng(index, epoch, rank, attempt), len(self), self.max_skip_retries
         )
+        sample.skipped = skipped
+        return sample
 
 
 class MASAPairDataModule(L.LightningDataModule):
