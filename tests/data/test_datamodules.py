@@ -247,3 +247,22 @@ def test_instance_chunks_use_every_instance_once_per_epoch(tmp_path):
     dm = COCODataModule(ann_file=str(ann), image_root=str(tmp_path / "images"), image_size=32, instances_per_sample=2,
                         train_transform=EvalTransform(32, normalize=False))  # fmt: skip
     assert isinstance(dm.dataset("train"), InstanceChunkDataset) and len(dm.dataset("train")) == len(dataset)
+
+
+def test_retry_bad_samples_counts_skips_and_gives_up_naming_the_source():
+    from samlab.data.datasets import retry_bad_samples
+
+    bad = {0, 3}
+
+    def load(i, rng):
+        if i in bad:
+            raise DataError(f"item{i}", "broken")
+        return i
+
+    rngs = iter([np.random.default_rng(seed) for seed in range(10)])
+    sample, skipped = retry_bad_samples(load, 0, lambda attempt: next(rngs), length=10, max_retries=5)
+    assert sample not in bad and skipped >= 1
+    assert retry_bad_samples(load, 5, np.random.default_rng, length=10, max_retries=0) == (5, 0)
+    bad.update(range(10))
+    with pytest.raises(DataError, match="src: 3 samples in a row were bad"):
+        retry_bad_samples(load, 0, np.random.default_rng, length=10, max_retries=2, source="src")
