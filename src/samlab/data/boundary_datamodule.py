@@ -32,8 +32,8 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from samlab.data.boundaries import boundary_target, resize_boundary, resize_masks
 from samlab.data.datasets import retry_bad_samples, seeded_loader
+from samlab.data.device import NormalizeOnDevice
 from samlab.data.formats.base import VideoReader, read_image
-from samlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_images
 from samlab.errors import DataError
 from samlab.masks import RLE, decode_rle, encode_rle
 
@@ -338,7 +338,7 @@ class ConcatBoundaryDataset(Dataset):
         return self.datasets[part][(index - int(self.offsets[part]), epoch, rank)]
 
 
-class BoundaryDataModule(L.LightningDataModule):
+class BoundaryDataModule(NormalizeOnDevice, L.LightningDataModule):
     """DirectSAM's three stages of data.
 
     Args:
@@ -358,6 +358,8 @@ class BoundaryDataModule(L.LightningDataModule):
         flip_prob: horizontal flip probability at training.
         skip_bad_samples: skip (and log, and count in ``BoundaryBatch.num_skipped``) bad training samples.
     """
+
+    batch_type = BoundaryBatch
 
     def __init__(
         self,
@@ -446,11 +448,6 @@ class BoundaryDataModule(L.LightningDataModule):
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("val",), "predict": ("predict",)}
         for split in splits.get(stage or "fit", ("train", "val")):
             self.dataset(split)
-
-    def on_after_batch_transfer(self, batch: BoundaryBatch, dataloader_idx: int) -> BoundaryBatch:
-        if isinstance(batch, BoundaryBatch) and batch.images.dtype == torch.uint8:
-            batch.images = normalize_images(batch.images, IMAGENET_MEAN, IMAGENET_STD)
-        return batch
 
     def loader(self, split: str) -> DataLoader:
         """A DataLoader of :class:`BoundaryBatch` over ``split``, DDP-aware through :class:`SeededSampler`."""

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
 from samlab.data.batch import VideoBatch
 from samlab.data.datasets import ClipDataset, InstanceChunkDataset, collate_samples, seeded_loader
+from samlab.data.device import NormalizeOnDevice
 from samlab.data.formats.base import VideoReader
 from samlab.data.sampling import ClipSampler
 from samlab.data.transforms import (
@@ -30,13 +30,12 @@ from samlab.data.transforms import (
     ClipTransform,
     EvalTransform,
     SAM2TrainTransform,
-    normalize_images,
 )
 
 Split = str  # "train" | "val" | "test" | "predict"
 
 
-class ClipDataModule(L.LightningDataModule):
+class ClipDataModule(NormalizeOnDevice, L.LightningDataModule):
     """Base of every samlab data module. Subclasses only say how to build a reader for a split (:meth:`reader`).
 
     Args:
@@ -59,6 +58,8 @@ class ClipDataModule(L.LightningDataModule):
     transfer with the transform's ``mean``/``std``. A given transform with a ``resolution`` other than ``image_size``
     is refused (ValueError), so a config cannot feed the model frames of another size.
     """
+
+    batch_type = VideoBatch
 
     def __init__(
         self,
@@ -129,20 +130,10 @@ class ClipDataModule(L.LightningDataModule):
             )
         return self.datasets[split]
 
-    def normalize(self, batch: VideoBatch) -> VideoBatch:
-        """Normalise uint8 ``batch.images`` (in place) with the statistics of the transform that made them."""
-        if isinstance(batch, VideoBatch) and batch.images.dtype == torch.uint8:
-            transform = next(
-                (d.transform for d in self.datasets.values() if d.transform is not None),
-                None,
-            )
-            mean = getattr(transform, "mean", IMAGENET_MEAN)
-            std = getattr(transform, "std", IMAGENET_STD)
-            batch.images = normalize_images(batch.images, mean, std)
-        return batch
-
-    def on_after_batch_transfer(self, batch: VideoBatch, dataloader_idx: int) -> VideoBatch:
-        return self.normalize(batch)
+    def normalization_stats(self) -> tuple[Sequence[float], Sequence[float]]:
+        """The statistics of the transform that made the images (ImageNet's unless it says otherwise)."""
+        transform = next((d.transform for d in self.datasets.values() if d.transform is not None), None)
+        return getattr(transform, "mean", IMAGENET_MEAN), getattr(transform, "std", IMAGENET_STD)
 
     def setup(self, stage: str | None = None) -> None:
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
@@ -418,13 +409,15 @@ class MixedLoader:
             yield next(iterators[choice])
 
 
-class MixedDataModule(L.LightningDataModule):
+class MixedDataModule(NormalizeOnDevice, L.LightningDataModule):
     """Co-training on several data modules (e.g. SA-1B images + SA-V videos), as SAM 2's mixed training.
 
     ``datasets``: the data modules, each with its own batch size, clip length and transforms; ``weights``: sampling
     weight of each (default: proportional to its number of batches). ``image_size`` is imposed on every member.
     Validation/test/prediction come from the members that have such data (a list of loaders when several do).
     """
+
+    batch_type = VideoBatch
 
     def __init__(
         self,
@@ -448,9 +441,9 @@ class MixedDataModule(L.LightningDataModule):
             member.trainer = self.trainer
             member.setup(stage)
 
-    def on_after_batch_transfer(self, batch: VideoBatch, dataloader_idx: int) -> VideoBatch:
+    def normalization_stats(self) -> tuple[Sequence[float], Sequence[float]]:
         # Members share the normalisation statistics of the model (ImageNet's unless their transforms say otherwise).
-        return self.members[0].normalize(batch)
+        return self.members[0].normalization_stats()
 
     def train_dataloader(self) -> MixedLoader:
         loaders = [member.train_dataloader() for member in self.members]

@@ -24,9 +24,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from samlab.data.datasets import SampleKey, retry_bad_samples, seeded_loader
+from samlab.data.device import NormalizeOnDevice
 from samlab.data.formats.base import Video
 from samlab.data.sampling import read_annotated_frame
-from samlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_images
 from samlab.errors import DataError
 from samlab.masks import masks_to_boxes
 
@@ -292,7 +292,7 @@ class PairDataset(Dataset):
         return sample
 
 
-class MASAPairDataModule(L.LightningDataModule):
+class MASAPairDataModule(NormalizeOnDevice, L.LightningDataModule):
     """Pairs of augmented views for MASA training, from a COCO instances file or an SA-1B folder.
 
     Args:
@@ -311,6 +311,9 @@ class MASAPairDataModule(L.LightningDataModule):
         skip_bad_samples: replace (and count) bad images instead of raising.
         augment: :class:`PairAugment` fields (None: its defaults).
     """
+
+    batch_type = PairBatch
+    image_fields = ("key_images", "ref_images")
 
     def __init__(
         self,
@@ -404,9 +407,3 @@ class MASAPairDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader | list:
         return self.loader("val") if self.dataset("val") is not None else []
-
-    def on_after_batch_transfer(self, batch: PairBatch, dataloader_idx: int) -> PairBatch:
-        if isinstance(batch, PairBatch) and batch.key_images.dtype == torch.uint8:
-            batch.key_images = normalize_images(batch.key_images, IMAGENET_MEAN, IMAGENET_STD)
-            batch.ref_images = normalize_images(batch.ref_images, IMAGENET_MEAN, IMAGENET_STD)
-        return batch
