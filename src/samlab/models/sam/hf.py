@@ -65,6 +65,8 @@ def from_hf_state_dict(state: dict[str, torch.Tensor], keys: list[str]) -> dict[
     out = {}
     for key in keys:
         name = hf_key(key)
+        if key == PROMPT_GAUSSIAN and name not in state:  # tied to the shared copy, which safetensors keeps alone
+            name = SHARED_EMBEDDING
         if name in state:
             out[key] = state[name]
             used.add(name)

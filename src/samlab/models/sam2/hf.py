@@ -117,6 +117,8 @@ def from_hf_state_dict(state: dict[str, torch.Tensor], keys: list[str]) -> dict[
                 used.add(POINT_TABLE)
             continue
         name = hf_key(key, final)
+        if key == PROMPT_GAUSSIAN and name not in state:  # tied to the shared copy, which safetensors keeps alone
+            name = SHARED_EMBEDDING
         if name in state:
             out[key] = state[name]
             used.add(name)
@@ -154,11 +156,18 @@ def hf_configs(model: nn.Module):
         fpn_hidden_size=neck.d_model,
         fpn_top_down_levels=list(neck.fpn_top_down_levels),
     )
+    decoder = model.sam_mask_decoder
     sam21 = hasattr(model, "obj_ptr_tpos_proj") and isinstance(model.obj_ptr_tpos_proj, nn.Linear)
     common = {
         "vision_config": vision,
         "prompt_encoder_config": {"image_size": size, "hidden_size": model.sam_prompt_embed_dim},
-        "mask_decoder_config": {"hidden_size": model.sam_prompt_embed_dim},
+        "mask_decoder_config": {
+            "hidden_size": model.sam_prompt_embed_dim,
+            # The model's own single-mask choice (transformers defaults to SAM 2's inference post-processing).
+            "dynamic_multimask_via_stability": decoder.dynamic_multimask_via_stability,
+            "dynamic_multimask_stability_delta": decoder.dynamic_multimask_stability_delta,
+            "dynamic_multimask_stability_thresh": decoder.dynamic_multimask_stability_thresh,
+        },
     }
     image = Sam2Config(**common)
     attention = model.memory_attention
