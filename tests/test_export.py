@@ -79,7 +79,9 @@ def sam2_run(tmp_path_factory):
     )
     module.configure_optimizers = lambda: torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], 1e-2)
     init = {k: v.clone() for k, v in module.model.state_dict().items()}
-    path = train_and_save(module, [clip_batch(64, 3, seed) for seed in range(3)], tmp_path_factory.mktemp("sam2") / "a.ckpt")
+    path = train_and_save(
+        module, [clip_batch(64, 3, seed) for seed in range(3)], tmp_path_factory.mktemp("sam2") / "a.ckpt"
+    )
     return module.eval(), init, path
 
 
@@ -194,7 +196,9 @@ def test_sam2_hf_export_gives_sam2model_masks_and_scores_and_round_trips_bit_ide
             assert report.complete
         else:  # the image model has no memory parts: only those are missing
             assert report.missing
-            assert not any(k.startswith(("image_encoder.", "sam_prompt_encoder.", "sam_mask_decoder.")) for k in report.missing)
+            assert not any(
+                k.startswith(("image_encoder.", "sam_prompt_encoder.", "sam_mask_decoder.")) for k in report.missing
+            )
 
 
 def export_state(ckpt: Path, tmp_path: Path) -> dict[str, torch.Tensor]:
@@ -215,7 +219,9 @@ def sam_run(tmp_path_factory):
     torch.manual_seed(0)
     module = SAMPromptModule(image_size=1024, encoder=SAM_TINY, freeze_image_encoder=False, lr=1e-3)
     module.configure_optimizers = lambda: torch.optim.AdamW(module.parameters(), 1e-3)
-    path = train_and_save(module, [clip_batch(1024, 1, seed) for seed in range(2)], tmp_path_factory.mktemp("sam") / "s.ckpt")
+    path = train_and_save(
+        module, [clip_batch(1024, 1, seed) for seed in range(2)], tmp_path_factory.mktemp("sam") / "s.ckpt"
+    )
     return module.eval(), path
 
 
@@ -323,7 +329,7 @@ def test_directsam_export_is_a_segformer_folder_with_the_same_logits_and_loads_b
     assert all(torch.equal(v, module.state_dict()[k]) for k, v in loaded.state_dict().items())
     image = torch.randint(0, 255, (3, 50, 70), dtype=torch.uint8)
     torch.testing.assert_close(loaded.predict_probabilities(image), module.predict_probabilities(image))
-    with pytest.raises(DataError, match="no config.json"):
+    with pytest.raises(DataError, match=r"no config\.json"):
         DirectSAMModule(checkpoint=str(tmp_path))
 
 
@@ -333,7 +339,12 @@ def test_masa_export_is_a_standalone_tracker_checkpoint(tmp_path):
 
     torch.manual_seed(0)
     module = MASAModule(
-        backbone="resnet18", image_size=64, channels=16, fusion_blocks=1, fc_channels=32, tracker={"match_score_thr": 0.3}
+        backbone="resnet18",
+        image_size=64,
+        channels=16,
+        fusion_blocks=1,
+        fc_channels=32,
+        tracker={"match_score_thr": 0.3},
     )
     with torch.no_grad():  # weights other than the init, as after training
         for param in module.parameters():
@@ -344,6 +355,26 @@ def test_masa_export_is_a_standalone_tracker_checkpoint(tmp_path):
     loaded = load_module_export(tmp_path / "tracker.pt", MASAModule)
     assert loaded.tracker_settings == {"match_score_thr": 0.3}
     assert all(torch.equal(v, module.state_dict()[k]) for k, v in loaded.state_dict().items())
+    # samlab track: the export alone tracks as the training config with the Lightning checkpoint does.
+    import json
+
+    import yaml
+
+    from samlab.tools.track import run_track
+
+    frames = write_video(tmp_path / "frames", frames=3)
+    boxes = [[4.0, 4.0, 30.0, 30.0], [40.0, 10.0, 70.0, 40.0]]
+    detections = {"frames": [{"frame": t, "boxes": boxes, "scores": [0.9, 0.8], "labels": [0, 0]} for t in (1, 2, 3)]}
+    (tmp_path / "det.json").write_text(json.dumps(detections))
+    init_args = {k: v for k, v in module.hparams.items()}
+    config = {"model": {"class_path": "samlab.models.masa.module.MASAModule", "init_args": init_args}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    with_config = run_track(
+        tmp_path / "config.yaml", frames, tmp_path / "det.json", tmp_path / "a.txt", tmp_path / "m.ckpt", progress=False
+    )
+    alone = run_track(None, frames, tmp_path / "det.json", tmp_path / "b.txt", tmp_path / "tracker.pt", progress=False)
+    assert alone == with_config and alone["tracked"] > 0
+    assert (tmp_path / "a.txt").read_text() == (tmp_path / "b.txt").read_text()
     with pytest.raises(DataError, match="holds a MASAModule"):
         from samlab.models.sam2.module import SAM2VideoModule
 
@@ -378,3 +409,18 @@ def test_bad_inputs_name_the_file(sam2_run, tmp_path):
     torch.save({"model": {}}, tmp_path / "plain.pt")
     with pytest.raises(DataError, match="not a Lightning checkpoint"):
         rebuild_module(tmp_path / "plain.pt")
+
+
+def test_export_command_prints_the_loading_call(sam2_run, tmp_path, capsys):
+    import json
+
+    from samlab.cli import main
+    from samlab.commands.export import FORMATS as COMMAND_FORMATS
+    from samlab.export import FORMATS
+
+    assert COMMAND_FORMATS == FORMATS
+    _, _, ckpt = sam2_run
+    assert main(["export", "--ckpt", str(ckpt), "--format", "sam2", "--out", str(tmp_path / "m.pt"), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["load"].startswith("build_sam2_video_predictor('configs/sam2.1/sam2.1_hiera_t.yaml'")
+    assert (tmp_path / "m.pt").is_file()

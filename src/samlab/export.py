@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from torch import nn
 from samlab.errors import DataError
 
 FORMATS = ("sam2", "segment_anything", "hf", "masa")
-"""The export formats, by target ecosystem."""
+"""The export formats, by target ecosystem (also listed by :mod:`samlab.commands.export`)."""
 
 MODULE_EXPORT_KEY = "samlab_module"
 """Key marking a samlab module export (:func:`save_module_export`): its value is the module's ``class_path``."""
@@ -63,7 +64,7 @@ def read_lightning_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, A
         raise DataError(path, "checkpoint file is missing")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001  (any unpickling failure means: not a checkpoint we can read)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
         raise DataError(path, f"not a torch checkpoint ({err})") from None
     if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict):
         raise DataError(path, "not a Lightning checkpoint (no 'state_dict'); export takes samlab fit checkpoints")
@@ -231,7 +232,7 @@ def load_module_export(path: str | os.PathLike[str], expected: type | None = Non
         raise DataError(path, "checkpoint file is missing")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
         raise DataError(path, f"not a torch checkpoint ({err})") from None
     if not isinstance(data, dict) or not isinstance(data.get(MODULE_EXPORT_KEY), str):
         raise DataError(path, "not a standalone samlab checkpoint (write one with `samlab export --format masa`)")

@@ -50,8 +50,10 @@ RENAMES: tuple[tuple[str, str], ...] = (
 )
 # Two- and three-layer MLPs: transformers names their linears proj_in (layers.0 of mlp heads), layers.0 (the middle
 # one of three) and proj_out (the last).
-_TWO_LAYER = re.compile(r"^(vision_encoder\.backbone\.blocks\.\d+\.mlp|mask_decoder\.transformer\.layers\.\d+\.mlp)"
-                        r"\.layers\.(\d)\.")
+_TWO_LAYER = re.compile(
+    r"^(vision_encoder\.backbone\.blocks\.\d+\.mlp|mask_decoder\.transformer\.layers\.\d+\.mlp)"
+    r"\.layers\.(\d)\."
+)
 _THREE_LAYER = re.compile(
     r"^(mask_decoder\.pred_obj_score_head|mask_decoder\.iou_prediction_head|mask_decoder\.output_hypernetworks_mlps"
     r"\.\d+|object_pointer_proj)\.layers\.(\d)\."
