@@ -155,7 +155,7 @@ def test_sam2_hf_export_gives_sam2model_masks_and_scores_and_round_trips_bit_ide
     for two points equal samlab's within 1e-4 (transformers re-implements the model: attention and positional
     encodings are recomputed in another order, hence not bit-equal); loading the folder back as ``checkpoint:``
     gives every weight bit-identical, with a complete key report."""
-    from transformers import Sam2Model, Sam2VideoModel
+    from transformers import Sam2Model, Sam2Processor, Sam2VideoModel
 
     from samlab.models.sam2.model import build_sam2_model, load_checkpoint
 
@@ -163,6 +163,7 @@ def test_sam2_hf_export_gives_sam2model_masks_and_scores_and_round_trips_bit_ide
     result = export(ckpt, "hf", tmp_path / "hf")
     hf = Sam2Model.from_pretrained(result["out"]).eval()
     Sam2VideoModel.from_pretrained(result["video"])
+    assert Sam2Processor.from_pretrained(result["out"]).image_processor.size == {"height": 64, "width": 64}
     generator = np.random.default_rng(5)
     images = torch.from_numpy(generator.standard_normal((1, 3, 64, 64), dtype=np.float32))
     features = embed_images(module.model, images)
@@ -205,6 +206,45 @@ def export_state(ckpt: Path, tmp_path: Path) -> dict[str, torch.Tensor]:
     """The official-key weights of the ``sam2`` export of ``ckpt``."""
     export(ckpt, "sam2", tmp_path / "ref.pt")
     return torch.load(tmp_path / "ref.pt", weights_only=True)["model"]
+
+
+def test_sam2_image_backend_exports_for_sam2_image_predictor(tmp_path):
+    """A SAM prompt module with the SAM 2 backend exports to ``sam2``; ``build_sam2`` loads it strictly and
+    ``SAM2ImagePredictor`` gives samlab's box logits and IoU within 1e-4."""
+    from sam2.build_sam import build_sam2
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    from samlab.models.sam.module import SAMPromptModule
+
+    torch.manual_seed(0)
+    module = SAMPromptModule(variant="sam2.1_hiera_t", backend="sam2", image_size=64, model_overrides=SAM2_SMALL)
+    module.configure_optimizers = lambda: torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], 1e-3)
+    ckpt = train_and_save(module, [clip_batch(64, 1, seed) for seed in range(2)], tmp_path / "s.ckpt")
+    result = export(ckpt, "sam2", tmp_path / "sam2_image.pt")
+    sam2 = build_sam2(
+        result["config_file"],
+        str(tmp_path / "sam2_image.pt"),
+        device="cpu",
+        hydra_overrides_extra=result["hydra_overrides_extra"],
+        apply_postprocessing=False,
+    )
+    predictor = SAM2ImagePredictor(sam2)
+    image = np.random.default_rng(4).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    box = np.array([8.0, 6.0, 40.0, 30.0])
+    module.eval()
+    with torch.no_grad():
+        predictor.set_image(image)
+        _, scores, low_res = predictor.predict(box=box, multimask_output=False, return_logits=True)
+        features = embed_images(module.model, predictor._transforms(image)[None])
+        prompt = Prompts(
+            torch.zeros(1, 0, 2),
+            torch.zeros(1, 0, dtype=torch.int32),
+            torch.tensor([box.tolist()]).float(),
+            torch.ones(1, dtype=torch.bool),
+        )
+        ours, ious = decode(module.model, features, prompt)
+    np.testing.assert_allclose(low_res, ours[0].numpy(), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(scores, ious[0].numpy(), atol=1e-4, rtol=1e-4)
 
 
 SAM_TINY = EncoderSize(32, 2, 2, (1,))
@@ -258,13 +298,14 @@ def test_sam_hf_export_gives_sammodel_outputs_and_round_trips_bit_identical(sam_
     """``SamModel.from_pretrained`` loads the folder; masks and IoU scores for a box within 1e-4 of samlab's
     (transformers' port computes attention in another order); ``checkpoint:`` of the folder restores every weight
     bit-identical."""
-    from transformers import SamModel
+    from transformers import SamModel, SamProcessor
 
     from samlab.models.sam.model import build_sam, load_sam_checkpoint
 
     module, ckpt = sam_run
     result = export(ckpt, "hf", tmp_path / "hf")
     hf = SamModel.from_pretrained(result["out"]).eval()
+    assert SamProcessor.from_pretrained(result["out"]).image_processor.size == {"longest_edge": 1024}
     images = torch.from_numpy(np.random.default_rng(2).standard_normal((1, 3, 1024, 1024), dtype=np.float32))
     box = torch.tensor([[[100.0, 80.0, 420.0, 300.0]]])
     with torch.no_grad():
