@@ -229,6 +229,8 @@ def test_sam2_image_backend_exports_for_sam2_image_predictor(tmp_path):
         apply_postprocessing=False,
     )
     predictor = SAM2ImagePredictor(sam2)
+    # SAM2ImagePredictor hard-codes the feature sizes of 1024 px inputs; these are the 64 px model's.
+    predictor._bb_feat_sizes = [(16, 16), (8, 8), (4, 4)]
     image = np.random.default_rng(4).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     box = np.array([8.0, 6.0, 40.0, 30.0])
     module.eval()
