@@ -187,6 +187,10 @@ def test_sam2_hf_export_gives_sam2model_masks_and_scores_and_round_trips_bit_ide
         torch.testing.assert_close(theirs.iou_scores[0], ious, atol=1e-4, rtol=1e-4, msg=name)
 
     plain = export_state(ckpt, tmp_path)
+    # The sam2 export itself is a checkpoint: too (complete report, same weights).
+    fresh = build_sam2_model("sam2.1_hiera_t", image_size=64, train=False, overrides=SAM2_SMALL)
+    assert load_checkpoint(fresh, tmp_path / "ref.pt").complete
+    assert all(torch.equal(v, plain[k]) for k, v in fresh.state_dict().items())
     for folder in (result["video"], result["out"]):
         fresh = build_sam2_model("sam2.1_hiera_t", image_size=64, train=False, overrides=SAM2_SMALL)
         report = load_checkpoint(fresh, folder)
