@@ -13,3 +13,12 @@ def test_every_recipe_has_a_page_naming_it():
         assert f"configs/{config.name}" in text
         for part in ("What it trains", "Command", "A good run"):
             assert part in text, f"{page.name}: no '{part}' section"
+
+
+def test_every_recipe_page_ends_with_the_export_step():
+    for page in sorted((REPO / "docs" / "recipes").glob("*.md")):
+        text = page.read_text()
+        assert "**Export.**" in text, f"{page.name}: no export step"
+        assert "samlab export --ckpt" in text.split("**Export.**")[-1], f"{page.name}: the export step has no command"
+        headings = [line for line in text.splitlines() if line.startswith("**")]
+        assert headings[-1].startswith("**Export.**"), f"{page.name}: the export step is not the last section"

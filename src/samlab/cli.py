@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "samlab.commands.contour",
     "samlab.commands.ckpt",
     "samlab.commands.track",
+    "samlab.commands.export",
     "samlab.commands.bench",
 )
 """Modules whose ``TOOLS`` lists make up the tool commands, in ``--help`` order."""

@@ -9,13 +9,20 @@ from samlab.commands import Tool, print_result
 
 
 def _track_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, type=Path, help="samlab config whose model: block is a MASAModule")
+    parser.add_argument(
+        "--config", type=Path, help="samlab config whose model: block is a MASAModule (not with an exported CKPT)"
+    )
     parser.add_argument("--frames", required=True, type=Path, help="folder of the video's frames (sorted images)")
     parser.add_argument(
         "--detections", required=True, type=Path, help="MOTChallenge det.txt or JSON detections (frames from 1)"
     )
     parser.add_argument("--out", required=True, type=Path, help="MOTChallenge results file to write (tracks.txt)")
-    parser.add_argument("--checkpoint", type=Path, help="Lightning checkpoint of the module (samlab fit output)")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="Lightning checkpoint of the module (samlab fit output), or alone a tracker checkpoint of "
+        "`samlab export --format masa`",
+    )
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
     parser.add_argument("--json", action="store_true", help="print the counts as one JSON object")
 

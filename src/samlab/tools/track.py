@@ -43,12 +43,20 @@ def list_frames(frames_dir: str | os.PathLike[str]) -> list[Path]:
     return frames
 
 
-def load_module(config: str | os.PathLike[str], checkpoint: str | os.PathLike[str] | None = None) -> MASAModule:
+def load_module(config: str | os.PathLike[str] | None, checkpoint: str | os.PathLike[str] | None = None) -> MASAModule:
     """The :class:`MASAModule` of a samlab config's ``model:`` block (``class_path`` / ``init_args``), in eval mode.
+
+    Without ``config``, ``checkpoint`` is a standalone tracker checkpoint (``samlab export --format masa``).
 
     ``image_size`` comes from the model block or, as in training configs, from ``data.init_args.image_size``.
     ``checkpoint``: a Lightning checkpoint of that module (``samlab fit`` output) whose weights are loaded.
     """
+    if config is None:
+        if checkpoint is None:
+            raise ValueError("samlab track needs a config or a standalone tracker checkpoint (samlab export)")
+        from samlab.export import load_module_export
+
+        return load_module_export(checkpoint, MASAModule)
     config = Path(config)
     try:
         settings = yaml.safe_load(config.read_text(encoding="utf-8"))
@@ -151,7 +159,7 @@ def _track(
 
 
 def run_track(
-    config: str | os.PathLike[str],
+    config: str | os.PathLike[str] | None,
     frames_dir: str | os.PathLike[str],
     detections_file: str | os.PathLike[str],
     out: str | os.PathLike[str],

@@ -7,12 +7,20 @@ upsampling.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
+from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+from samlab.errors import DataError
+
+log = logging.getLogger(__name__)
 
 # Mix Transformer sizes of the SegFormer paper (nvidia/mit-b0 ... mit-b5); heads, ratios and patches are shared.
 SEGFORMER_VARIANTS: dict[str, dict[str, Any]] = {
@@ -52,6 +60,56 @@ def build_segformer(
     return SegformerForSemanticSegmentation(
         SegformerConfig(**(SEGFORMER_VARIANTS[variant] | overrides | {"num_labels": 1}))
     )
+
+
+def load_directsam_folder(folder: str | PathLike[str]) -> tuple[SegformerForSemanticSegmentation, int | None]:
+    """A DirectSAM checkpoint folder as released on the hub (or written by :func:`save_pretrained`): the
+    one-label SegFormer and the resolution it was trained at (the ``size`` of its ``preprocessor_config.json``;
+    None when the folder does not say).
+
+    The weights are loaded strictly; missing or unexpected keys are a :class:`DataError` naming the folder, as
+    is a folder without ``config.json`` or whose model has more than one label.
+    """
+    folder = Path(folder)
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise DataError(folder, "not a SegFormer checkpoint folder (no config.json)")
+    config = SegformerConfig.from_pretrained(folder)
+    if config.num_labels != 1:
+        raise DataError(folder, f"a DirectSAM checkpoint has one label (boundary); this one has {config.num_labels}")
+    model, info = SegformerForSemanticSegmentation.from_pretrained(folder, output_loading_info=True)
+    missing, unexpected = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
+    if missing or unexpected or info.get("mismatched_keys"):
+        raise DataError(
+            folder,
+            f"checkpoint does not fit its config: {len(missing)} missing keys (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]}), mismatched {info.get('mismatched_keys')}",
+        )
+    log.info("checkpoint %s: 0 missing, 0 unexpected keys", folder)
+    resolution = None
+    processor_file = folder / "preprocessor_config.json"
+    if processor_file.is_file():
+        size = json.loads(processor_file.read_text(encoding="utf-8")).get("size") or {}
+        resolution = size.get("height") if isinstance(size, dict) else None
+    return model.train(), resolution
+
+
+def save_pretrained(model: SegformerForSemanticSegmentation, out: str | PathLike[str], image_size: int) -> None:
+    """Write ``model`` as a DirectSAM checkpoint folder (``config.json``, ``model.safetensors`` and a
+    ``SegformerImageProcessor`` config at ``image_size``), as DirectSAM's released checkpoints: loadable by
+    ``AutoModelForSemanticSegmentation.from_pretrained`` and by :func:`load_directsam_folder`."""
+    from transformers import SegformerImageProcessor
+
+    from samlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    model.save_pretrained(out)
+    processor = SegformerImageProcessor(
+        size={"height": image_size, "width": image_size},
+        image_mean=list(IMAGENET_MEAN),
+        image_std=list(IMAGENET_STD),
+        do_reduce_labels=False,
+    )
+    processor.save_pretrained(out)
 
 
 def segformer_logits(model: SegformerForSemanticSegmentation) -> Segmenter:

@@ -13,7 +13,12 @@ import torch.nn.functional as F
 from samlab.data.boundary_datamodule import BoundaryBatch
 from samlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_images
 from samlab.metrics.contour import ContourRecall
-from samlab.models.directsam.model import build_segformer, predict_probabilities, segformer_logits
+from samlab.models.directsam.model import (
+    build_segformer,
+    load_directsam_folder,
+    predict_probabilities,
+    segformer_logits,
+)
 from samlab.visualize import frame_strip, to_uint8_image
 
 
@@ -31,6 +36,8 @@ class DirectSAMModule(L.LightningModule):
         image_size: input side ``S`` (linked from the data module; 1024, or 1800 for the large recipe).
         variant: SegFormer size ``"b0"`` ... ``"b5"`` (ignored with ``pretrained``).
         pretrained: local folder for ``from_pretrained`` (an ``nvidia/mit-b*`` backbone or a DirectSAM checkpoint).
+        checkpoint: a DirectSAM checkpoint folder (released on the hub, or ``samlab export --format hf``), loaded
+            strictly; ``image_size`` then becomes the resolution it was trained at when the folder states it.
         config_overrides: ``SegformerConfig`` fields to change.
         lr: AdamW learning rate (DirectSAM: 1e-4, constant after warmup).
         weight_decay: AdamW weight decay.
@@ -48,6 +55,7 @@ class DirectSAMModule(L.LightningModule):
         image_size: int = 1024,
         variant: str = "b0",
         pretrained: str | None = None,
+        checkpoint: str | None = None,
         config_overrides: dict[str, Any] | None = None,
         lr: float = 1e-4,
         weight_decay: float = 0.0,
@@ -58,7 +66,11 @@ class DirectSAMModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.image_size = image_size
-        self.model = build_segformer(variant, pretrained, config_overrides)
+        if checkpoint is None:
+            self.model = build_segformer(variant, pretrained, config_overrides)
+        else:
+            self.model, resolution = load_directsam_folder(checkpoint)
+            self.image_size = resolution or image_size
         self.lr = lr
         self.weight_decay = weight_decay
         self.warmup_steps = warmup_steps

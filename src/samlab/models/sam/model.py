@@ -21,7 +21,7 @@ from torch import nn
 from samlab.errors import DataError
 from samlab.models.sam.prompts import Prompts
 from samlab.models.sam2.model import freeze as freeze_sam2
-from samlab.models.sam2.model import read_state_dict
+from samlab.models.sam2.model import read_weights
 
 PATCH_SIZE = 16
 PROMPT_EMBED_DIM = 256
@@ -120,13 +120,14 @@ def _resized(name: str, value: torch.Tensor, target: torch.Size) -> torch.Tensor
 
 
 def load_sam_checkpoint(sam: Sam, path: str | PathLike[str]) -> None:
-    """Load an official SAM checkpoint (a bare state dict) or a samlab Lightning checkpoint into ``sam``, strictly.
+    """Load an official SAM checkpoint (a bare state dict), a samlab Lightning checkpoint or a Hugging Face
+    ``SamModel`` folder into ``sam``, strictly.
 
     At an input size other than the checkpoint's, the absolute and the global-attention relative position tables are
     interpolated. Raises :class:`DataError` naming the file when it is not a checkpoint, misses or adds parameters
     (another variant), or a tensor does not fit.
     """
-    state = read_state_dict(path)
+    state = read_weights(path, sam)
     own = sam.state_dict()
     for name, value in state.items():
         if name in own and value.shape != own[name].shape and ("pos_embed" in name or ".rel_pos_" in name):

@@ -79,12 +79,8 @@ def build_sam2_model(
         raise ValueError(f"unknown SAM 2 variant '{variant}'; expected one of {sorted(VARIANTS)}")
     if image_size <= 0 or image_size % 32:
         raise ValueError(f"image_size must be a positive multiple of 32, got {image_size}")
-    feat = image_size // 16
     hydra_overrides = [
-        f"++model.image_size={image_size}",
-        # RoPE tables sized for the backbone's stride-16 grid (the package recomputes them lazily otherwise).
-        f"++model.memory_attention.layer.self_attention.feat_sizes=[{feat},{feat}]",
-        f"++model.memory_attention.layer.cross_attention.feat_sizes=[{feat},{feat}]",
+        *size_overrides(image_size),
         "++model.compile_image_encoder=false",
         f"++model.image_encoder.trunk.drop_path_rate={drop_path_rate if train else 0.0}",
         *overrides,
@@ -95,6 +91,17 @@ def build_sam2_model(
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
     return model.train(train)
+
+
+def size_overrides(image_size: int) -> list[str]:
+    """The hydra overrides that set a SAM 2 config's input side to ``image_size`` (a multiple of 32)."""
+    feat = image_size // 16
+    return [
+        f"++model.image_size={image_size}",
+        # RoPE tables sized for the backbone's stride-16 grid (the package recomputes them lazily otherwise).
+        f"++model.memory_attention.layer.self_attention.feat_sizes=[{feat},{feat}]",
+        f"++model.memory_attention.layer.cross_attention.feat_sizes=[{feat},{feat}]",
+    ]
 
 
 @dataclass
@@ -176,17 +183,28 @@ def read_state_dict(path: str | PathLike[str], weights_only: bool = True) -> dic
     return state
 
 
+def read_weights(path: str | PathLike[str], model: nn.Module, weights_only: bool = True) -> dict[str, torch.Tensor]:
+    """The official-key weights of checkpoint file ``path`` (:func:`read_state_dict`) or, for a folder, of the
+    Hugging Face ``save_pretrained`` folder it is (:func:`samlab.models.hf.official_state_dict`)."""
+    if Path(path).is_dir():
+        from samlab.models.hf import official_state_dict
+
+        return official_state_dict(path, model)
+    return read_state_dict(path, weights_only=weights_only)
+
+
 def load_checkpoint(
     model: nn.Module, path: str | PathLike[str], strict: bool = False, weights_only: bool = True
 ) -> LoadReport:
-    """Load the weights of checkpoint ``path`` (see :func:`read_state_dict`) into ``model``; returns a report.
+    """Load the weights of checkpoint ``path`` (see :func:`read_state_dict`; a folder is read as a Hugging Face
+    ``Sam2Model`` / ``Sam2VideoModel`` folder) into ``model``; returns a report.
 
     Keys of a model wrapped by :func:`add_lora` (``...qkv.base_layer.weight``) are filled from the plain keys
     (``...qkv.weight``). With ``strict=True`` any missing or unexpected key raises :class:`DataError`; otherwise
     the report's summary is logged (a warning when incomplete). A checkpoint that shares no key with the model
     (another architecture) always raises :class:`DataError`; tensors of the wrong shape raise too.
     """
-    state = read_state_dict(path, weights_only=weights_only)
+    state = read_weights(path, model, weights_only)
     model_keys = set(model.state_dict())
     for key in model_keys:
         plain = key.replace(".base_layer.", ".")
