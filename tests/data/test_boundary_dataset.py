@@ -1,23 +1,26 @@
-"""Boundary data: reader items, pseudo-label items (pseudo OR human), the 99/1 split, seeding, clear errors."""
+"""Boundary data: reader items, pseudo-label items (merged / pseudo / human, DirectSAM's JSON layout), the 99/1
+split, seeding, the validation definition, clear errors."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
-from samlab.data.boundaries import boundary_target, resize_masks
-from samlab.data.boundary_datamodule import (
+from samlab.data.boundaries import (
     BoundaryAugment,
     BoundaryBatch,
     BoundaryDataModule,
     PseudoLabelDataset,
     ReaderBoundaryDataset,
+    boundary_target,
     collate_boundaries,
+    pseudo_label_record,
+    resize_image,
+    resize_masks,
     split_pseudo_labels,
 )
 from samlab.data.formats.base import read_image
@@ -30,7 +33,7 @@ from samlab.tools.inspection import open_reader
 
 def test_reader_items_have_the_boundary_of_their_masks(sa1b_root):
     reader = SA1BReader(sa1b_root)
-    dataset = ReaderBoundaryDataset(reader, 32, thickness=3, with_human_boundary=True)
+    dataset = ReaderBoundaryDataset(reader, 32, thickness=3)
     sample = dataset[0]
     video = reader[0]
     masks = video.masks(0).decode(video.masks(0).ids())
@@ -38,7 +41,7 @@ def test_reader_items_have_the_boundary_of_their_masks(sa1b_root):
     assert sample.image.shape == (3, 32, 32) and sample.image.dtype == torch.uint8
     np.testing.assert_array_equal(sample.target.numpy() > 0, expected)
     assert sample.orig_size == (48, 64) and sample.name == video.name and sample.source == str(sa1b_root)
-    assert sample.human_boundary["size"] == [48, 64]
+    assert torch.equal(sample.image.permute(1, 2, 0), torch.from_numpy(resize_image(video.read_frame(0), 32)))
 
 
 def test_mose_frames_are_items(mose_root):
@@ -80,44 +83,67 @@ def test_mask_of_the_wrong_size_names_the_file(tmp_path):
 
 
 def _pseudo_folder(tmp_path: Path, sa1b_root: Path, count: int = 4) -> Path:
+    """``count`` JSONs in DirectSAM's layout, labels at a 40 px model resolution: the pseudo-label a vertical
+    line (two generations, the newer one wider), the human label a horizontal line (none on img0)."""
     folder = tmp_path / "pseudo"
     folder.mkdir()
     images = sorted(sa1b_root.rglob("*.jpg"))
     for i in range(count):
-        image = images[i % len(images)]
-        pseudo = np.zeros((48, 64), dtype=bool)
-        pseudo[:, 20:24] = True
-        human = np.zeros((48, 64), dtype=bool)
-        human[30:34] = True
-        record = {"image": str(image), "height": 48, "width": 64, "source": str(sa1b_root)}
-        record |= {"pseudo_label": encode_rle(pseudo), "human_boundary": encode_rle(human) if i else None}
+        old, new, human = (np.zeros((40, 40), dtype=bool) for _ in range(3))
+        old[:, 20:22] = True
+        new[:, 20:24] = True
+        human[24:28] = True
+        record = pseudo_label_record(
+            str(images[i % len(images)]),
+            (64, 48),
+            [("gen1", encode_rle(old)), ("gen2", encode_rle(new))],
+            [("sa1b", encode_rle(human))] if i else [],
+        )
         (folder / f"img{i}.json").write_text(json.dumps(record))
     return folder
 
 
-def test_pseudo_label_target_is_pseudo_or_human(tmp_path, sa1b_root):
+def test_pseudo_label_target_is_merged_pseudo_or_human(tmp_path, sa1b_root):
     folder = _pseudo_folder(tmp_path, sa1b_root)
-    dataset = PseudoLabelDataset(str(folder), sorted(folder.glob("*.json")), 64)
-    with_human, without = dataset[1], dataset[0]
-    # 48 rows become 64: the human line at rows 30..33 lands on rows 40..45.
-    assert with_human.target[:, 20:24].all() and with_human.target[41:45].all()
-    assert without.target[:, 20:24].all() and not without.target[38:48, :18].any()
-    assert with_human.name == "img1" and with_human.image_path == str(sorted(sa1b_root.rglob("*.jpg"))[1])
-    resized = cv2.resize(read_image(with_human.image_path), (64, 64), interpolation=cv2.INTER_LINEAR)
-    assert torch.equal(with_human.image.permute(1, 2, 0), torch.from_numpy(resized))
+    files = sorted(folder.glob("*.json"))
+    merged = PseudoLabelDataset(str(folder), files, 80)[1]
+    # 40 px labels become 80 px (nearest): the newest pseudo-label's columns 20..23 -> 40..47, rows 24..27 -> 48..55.
+    assert merged.target[:, 40:48].all() and merged.target[48:56].all() and merged.target.sum() == 80 * 8 + 8 * 72
+    pseudo = PseudoLabelDataset(str(folder), files, 80, label="pseudo")[1]
+    assert pseudo.target[:, 40:48].all() and pseudo.target.sum() == 80 * 8
+    human = PseudoLabelDataset(str(folder), files, 80, label="human")[1]
+    assert human.target[48:56].all() and human.target.sum() == 80 * 8
+    first = PseudoLabelDataset(str(folder), files, 80, label="pseudo", pseudo_label_source="gen1")[1]
+    assert first.target.sum() == 80 * 4
+    assert merged.name == "img1" and merged.image_path == str(sorted(sa1b_root.rglob("*.jpg"))[1])
+    assert torch.equal(merged.image.permute(1, 2, 0), torch.from_numpy(resize_image(read_image(merged.image_path), 80)))
+    with pytest.raises(DataError, match=r"img0\.json: no human label"):
+        PseudoLabelDataset(str(folder), files, 80, label="human")[0]
+    with pytest.raises(DataError, match=r"img0\.json: no pseudo-label from 'gen3' \(sources: \['gen1', 'gen2'\]\)"):
+        PseudoLabelDataset(str(folder), files, 80, pseudo_label_source="gen3")[0]
+    with pytest.raises(ValueError, match="label must be one of merged, pseudo, human"):
+        PseudoLabelDataset(str(folder), files, 80, label="both")
 
 
 def test_unreadable_or_mis_sized_pseudo_label_names_the_file(tmp_path, sa1b_root):
-    folder = _pseudo_folder(tmp_path, sa1b_root, count=2)
+    folder = _pseudo_folder(tmp_path, sa1b_root, count=3)
     (folder / "img0.json").write_text("{not json")
     record = json.loads((folder / "img1.json").read_text())
-    record["height"] = 40
+    record["image_size"] = [64, 40]
     (folder / "img1.json").write_text(json.dumps(record))
+    record["image_size"] = [64, 48]
+    record["human_label"][0]["label"] = encode_rle(np.zeros((30, 30), dtype=bool))
+    (folder / "img2.json").write_text(json.dumps(record))
     dataset = PseudoLabelDataset(str(folder), sorted(folder.glob("*.json")), 32)
     with pytest.raises(DataError, match=r"img0\.json: unreadable pseudo-label JSON"):
         dataset[0]
-    with pytest.raises(DataError, match=r"img1\.json: label is 64x48 but the image is 64x40"):
+    with pytest.raises(DataError, match=r"img1\.json: image .* is 64x48, not 64x40"):
         dataset[1]
+    with pytest.raises(DataError, match=r"img2\.json: labels differ in size"):
+        dataset[2]
+    (folder / "img0.json").write_text(json.dumps({"image_path": "x.jpg"}))
+    with pytest.raises(DataError, match="lacks image_size, pseudo_label, human_label"):
+        dataset[0]
 
 
 def test_split_is_about_99_to_1_deterministic_and_stable(tmp_path):
@@ -125,6 +151,7 @@ def test_split_is_about_99_to_1_deterministic_and_stable(tmp_path):
     folder.mkdir()
     for i in range(2000):
         (folder / f"{i:04d}.json").write_text("{}")
+    (folder / "_index.json").write_text("{}")  # DirectSAM leaves out names starting with "_"
     train, val = split_pseudo_labels(folder)
     assert 10 <= len(val) <= 30 and len(train) + len(val) == 2000 and not set(train) & set(val)
     assert split_pseudo_labels(folder) == (train, val)
@@ -160,3 +187,27 @@ def test_datamodule_batches_and_skips_bad_samples(tmp_path, sa1b_root):
     assert normalized.images.dtype == torch.float32
     single = collate_boundaries([data.dataset("val")[0]])
     assert single.orig_sizes.tolist() == [[48, 64]]
+
+
+def test_validation_follows_evaluate_py_and_prediction_draws_human_labels(sa1b_root):
+    data = BoundaryDataModule(
+        image_size=64,
+        root=str(sa1b_root),
+        val_root=str(sa1b_root),
+        predict_root=str(sa1b_root),
+        thickness=3,
+        val_thickness=2,
+        val_image_size=48,
+        human_thickness=9,
+    )
+    reader = SA1BReader(sa1b_root)
+    masks = reader[0].masks(0).decode(reader[0].masks(0).ids())
+    expected = {
+        "train": boundary_target(resize_masks(masks, (64, 64)), 3),
+        "val": boundary_target(resize_masks(masks, (48, 48)), 2),
+        "predict": boundary_target(resize_masks(masks, (64, 64)), 9),
+    }
+    for split, target in expected.items():
+        sample = data.dataset(split)[(0, 0, 0)]
+        np.testing.assert_array_equal(sample.target.numpy() > 0, target, err_msg=split)
+    assert data.dataset("train").augment.flip_prob == 0 and data.dataset("val").augment is None
