@@ -51,11 +51,14 @@ def test_directsam_pseudo_predict_writes_json_and_resumes(tmp_path, coco_root):
     files = sorted(out.rglob("*.json"))
     assert len(files) == 4
     record = json.loads(files[0].read_text())
-    assert set(record) == {"image", "height", "width", "pseudo_label", "human_boundary", "source"}
-    assert Path(record["image"]).is_file() and (record["height"], record["width"]) == (48, 64)
-    assert decode_rle(record["pseudo_label"]).shape == (48, 64)
-    human = decode_rle(record["human_boundary"])
-    assert human.shape == (48, 64) and human[:9].all() and 0 < human.mean() < 1  # thickness 9: band of 9 rows
+    # DirectSAM's layout, both labels at the model resolution (64 px here, 1800 in the config).
+    assert set(record) == {"image_path", "image_size", "pseudo_label", "human_label"}
+    assert Path(record["image_path"]).is_file() and record["image_size"] == [64, 48]
+    [pseudo], [human] = record["pseudo_label"], record["human_label"]
+    assert decode_rle(pseudo["label"]).shape == (64, 64) and pseudo["source"] == "DirectSAMModule"
+    assert human["source"].startswith(str(coco_root))  # the dataset folder
+    human = decode_rle(human["label"])
+    assert human.shape == (64, 64) and human[:9].all() and 0 < human.mean() < 1  # thickness 9: band of 9 rows
 
     stamps = {p: p.stat().st_mtime_ns for p in files}
     files[1].unlink()

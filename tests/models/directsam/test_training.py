@@ -6,7 +6,7 @@ import lightning as L
 import pytest
 import torch
 
-from samlab.data.boundary_datamodule import BoundaryDataModule
+from samlab.data.boundaries import BoundaryDataModule
 from samlab.data.synth import synthesize
 from samlab.metrics.contour import ContourRecall
 from samlab.models.directsam.module import DirectSAMModule

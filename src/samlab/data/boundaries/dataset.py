@@ -162,8 +162,10 @@ class ReaderBoundaryDataset(BoundaryDataset):
 
 
 def pseudo_label_record(
-    image_path: str, image_size: tuple[int, int], pseudo_labels: Sequence[tuple[str, RLE]], human_labels: Sequence[
-        tuple[str, RLE]]
+    image_path: str,
+    image_size: tuple[int, int],
+    pseudo_labels: Sequence[tuple[str, RLE]],
+    human_labels: Sequence[tuple[str, RLE]],
 ) -> dict[str, Any]:
     """A pseudo-label JSON in DirectSAM's layout (``pseudo_labeling.py``): ``{"image_path", "image_size": [W, H]
     of the original image, "pseudo_label": [{"source": model, "label": RLE}, ...], "human_label": [{"source":
