@@ -14,6 +14,7 @@ from samlab.data.boundaries import (
     BoundaryAugment,
     BoundaryBatch,
     BoundaryDataModule,
+    LabelMapBoundaryDataset,
     PseudoLabelDataset,
     ReaderBoundaryDataset,
     boundary_target,
@@ -211,3 +212,59 @@ def test_validation_follows_evaluate_py_and_prediction_draws_human_labels(sa1b_r
         sample = data.dataset(split)[(0, 0, 0)]
         np.testing.assert_array_equal(sample.target.numpy() > 0, target, err_msg=split)
     assert data.dataset("train").augment.flip_prob == 0 and data.dataset("val").augment is None
+
+
+def _label_map_folder(tmp_path: Path) -> Path:
+    """DirectSAM's golden label maps as grey PNGs beside random JPEGs of their size, plus one image without labels."""
+    from PIL import Image
+
+    golden = np.load(Path(__file__).resolve().parents[1] / "golden" / "directsam" / "boundary_targets.npz")
+    root = tmp_path / "label_maps"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    rng = np.random.default_rng(0)
+    for i, label_map in enumerate(golden["label_maps"]):
+        Image.fromarray(rng.integers(0, 256, (*label_map.shape, 3), dtype=np.uint8)).save(root / "images" / f"{i}.jpg")
+        Image.fromarray(label_map).save(root / "labels" / f"{i}.png")
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(root / "images" / "unlabelled.jpg")
+    return root
+
+
+def test_label_map_folders_give_directsam_s_targets(tmp_path):
+    from PIL import Image
+
+    root = _label_map_folder(tmp_path)
+    golden = np.load(Path(__file__).resolve().parents[1] / "golden" / "directsam" / "boundary_targets.npz")
+    size = int(golden["resized_size"])
+    for j, thickness in enumerate(golden["thicknesses"]):
+        dataset = LabelMapBoundaryDataset(root, size, thickness=int(thickness))
+        assert len(dataset) == len(golden["label_maps"])  # the image without a label map is left out
+        for i in range(len(dataset)):
+            np.testing.assert_array_equal(dataset[i].target.numpy() > 0, golden["resized_boundaries"][i, j])
+    # An RGB label PNG: its first channel, as DirectSAM's single_channel mode.
+    rgb = np.stack([golden["label_maps"][0], np.zeros_like(golden["label_maps"][0]), golden["label_maps"][1]], -1)
+    Image.fromarray(rgb).save(root / "labels" / "0.png")
+    np.testing.assert_array_equal(
+        LabelMapBoundaryDataset(root, size, thickness=2)[0].target.numpy() > 0, golden["resized_boundaries"][0, 0]
+    )
+    dataset = LabelMapBoundaryDataset(root, size)
+    dataset.exclude({"0", "3"})
+    assert [dataset.name(i) for i in range(len(dataset))] == ["1", "2", "4", "5"]
+
+
+def test_label_map_folder_errors_name_the_file(tmp_path):
+    from PIL import Image
+
+    root = _label_map_folder(tmp_path)
+    Image.fromarray(np.zeros((10, 10), dtype=np.uint8)).save(root / "labels" / "2.png")
+    with pytest.raises(DataError, match=r"labels/2\.png: label map is 10x10 but image 2\.jpg is 96x72"):
+        LabelMapBoundaryDataset(root, 32)[2]
+    with pytest.raises(DataError, match=r"no images/\*\.png with a labels/<same name>\.png"):
+        LabelMapBoundaryDataset(root, 32, image_suffix="png")
+    with pytest.raises(DataError, match="masks: label-map dataset folder does not exist"):
+        LabelMapBoundaryDataset(root, 32, label_dir="masks")
+    (root / "labels" / "2.png").unlink()
+    data = BoundaryDataModule(image_size=32, format="label_maps", root=str(root), batch_size=5)
+    data.setup("fit")
+    assert isinstance(data.dataset("train"), LabelMapBoundaryDataset) and len(data.dataset("train")) == 5
+    assert next(iter(data.train_dataloader())).targets.shape == (5, 32, 32)

@@ -10,7 +10,9 @@ from torch.utils.data import DataLoader, Dataset
 from samlab.data.boundaries.augment import BoundaryAugment
 from samlab.data.boundaries.batch import BoundaryBatch, collate_boundaries
 from samlab.data.boundaries.dataset import (
+    BoundaryDataset,
     ConcatBoundaryDataset,
+    LabelMapBoundaryDataset,
     PseudoLabelDataset,
     ReaderBoundaryDataset,
     split_pseudo_labels,
@@ -24,7 +26,8 @@ class BoundaryDataModule(NormalizeOnDevice, L.LightningDataModule):
 
     Args:
         image_size: square side training images and targets are resized to (linked to the model's).
-        format: format of ``root``/``val_root``/``predict_root`` (``sa1b``, ``coco``, ``mose``).
+        format: format of ``root``/``val_root``/``predict_root``: a reader's (``sa1b``, ``coco``, ``mose``), or
+            ``label_maps`` (``<root>/images/*.jpg`` + ``<root>/labels/*.png``, :class:`LabelMapBoundaryDataset`).
         root: training dataset (stage 1) — or None when training on ``pseudo_label_roots``.
         val_root: held-out dataset of ``format``.
         predict_root: dataset to pseudo-label (stage 2).
@@ -101,13 +104,15 @@ class BoundaryDataModule(NormalizeOnDevice, L.LightningDataModule):
             "skip_bad_samples": self.skip_bad_samples and training,
         }
 
-    def _reader_dataset(self, split: str) -> ReaderBoundaryDataset | None:
+    def _reader_dataset(self, split: str) -> BoundaryDataset | None:
         from samlab.tools.inspection import open_reader
 
         root = self.roots[split]
         if root is None:
             return None
         thickness = {"train": self.thickness, "val": self.val_thickness, "predict": self.human_thickness}[split]
+        if self.format == "label_maps":
+            return LabelMapBoundaryDataset(root, thickness=thickness, **self._common(split))
         return ReaderBoundaryDataset(open_reader(self.format, root), thickness=thickness, **self._common(split))
 
     def _pseudo_label_dataset(self, split: str) -> ConcatBoundaryDataset:

@@ -6,6 +6,9 @@ Two kinds of source:
   every annotated frame is an item; its masks are resized (nearest) to ``image_size`` and turned into a boundary
   with :func:`samlab.data.boundaries.targets.boundary_target` (``thickness``), as DirectSAM draws its targets at the
   model resolution.
+* a folder of images and label-map PNGs (:class:`LabelMapBoundaryDataset`, DirectSAM's ``FoldersDataset``):
+  the label map is resized (nearest) to ``image_size`` and every value, 0 included, outlined
+  (:func:`samlab.data.boundaries.targets.label_map_target`), equal to DirectSAM's targets pixel for pixel.
 * a folder of pseudo-label JSONs in DirectSAM's layout (:func:`pseudo_label_record`, written by
   :class:`samlab.models.directsam.writers.PseudoLabelWriter` or by DirectSAM's ``pseudo_labeling.py``): the target
   is the pseudo-label, the human label or their OR (``label``), resized (nearest) to ``image_size``. Each folder is
@@ -26,11 +29,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset, get_worker_info
 
 from samlab.data.boundaries.augment import BoundaryAugment, resize_image
 from samlab.data.boundaries.batch import BoundarySample
-from samlab.data.boundaries.targets import boundary_target, resize_masks
+from samlab.data.boundaries.targets import boundary_target, label_map_target, resize_masks
 from samlab.data.datasets import retry_bad_samples
 from samlab.data.formats.base import VideoReader, read_image
 from samlab.errors import DataError
@@ -159,6 +163,67 @@ class ReaderBoundaryDataset(BoundaryDataset):
             )
         target = boundary_target(resize_masks(masks, (self.image_size, self.image_size)), self.thickness)
         return image, target, str(frame_path)
+
+
+class LabelMapBoundaryDataset(BoundaryDataset):
+    """Images ``<root>/<image_dir>/<stem>.<image_suffix>`` with label maps ``<root>/<label_dir>/<stem>.png``
+    (semantic, instance or panoptic ids; palette PNGs give their indices; of an RGB PNG the first channel, as
+    DirectSAM's ``single_channel`` mode). Images without a label map are left out, as DirectSAM's
+    ``FoldersDataset`` does. Target: :func:`~samlab.data.boundaries.targets.label_map_target` (``thickness``).
+    Other arguments: :class:`BoundaryDataset`. No pairs, or a label map whose size differs from its image's,
+    raise :class:`DataError` naming the folder or file.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        image_size: int,
+        thickness: int = 3,
+        image_dir: str = "images",
+        label_dir: str = "labels",
+        image_suffix: str = "jpg",
+        **kwargs,
+    ) -> None:
+        root = Path(root)
+        super().__init__(str(root), image_size, **kwargs)
+        self.thickness = thickness
+        images, labels = root / image_dir, root / label_dir
+        for folder in (images, labels):
+            if not folder.is_dir():
+                raise DataError(folder, "label-map dataset folder does not exist")
+        pairs = [(p, labels / f"{p.stem}.png") for p in sorted(images.glob(f"*.{image_suffix}"))]
+        self.pairs = [(image, label) for image, label in pairs if label.is_file()]
+        if not self.pairs:
+            raise DataError(root, f"no {image_dir}/*.{image_suffix} with a {label_dir}/<same name>.png")
+        self.keep = np.arange(len(self.pairs))
+
+    def __len__(self) -> int:
+        return len(self.keep)
+
+    def name(self, index: int) -> str:
+        return self.pairs[int(self.keep[index])][0].stem
+
+    def exclude(self, done: set[str]) -> None:
+        """Leave out the items whose :meth:`name` is in ``done`` (already pseudo-labelled: resuming stage 2)."""
+        self.keep = np.array([i for i in self.keep if self.pairs[int(i)][0].stem not in done], dtype=np.int64)
+
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray, str]:
+        image_path, label_path = self.pairs[int(self.keep[index])]
+        image = read_image(image_path)
+        try:
+            with Image.open(label_path) as label:
+                label_map = np.array(label)
+        except (OSError, SyntaxError, ValueError) as err:
+            raise DataError(label_path, f"cannot decode label-map PNG ({err})") from None
+        if label_map.ndim == 3:
+            label_map = label_map[..., 0]
+        if label_map.shape != image.shape[:2]:
+            raise DataError(
+                label_path,
+                f"label map is {label_map.shape[1]}x{label_map.shape[0]} but image {image_path.name} is "
+                f"{image.shape[1]}x{image.shape[0]}",
+            )
+        return image, label_map_target(label_map, self.image_size, self.thickness), str(image_path)
 
 
 def pseudo_label_record(
