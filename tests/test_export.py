@@ -343,7 +343,7 @@ def test_directsam_export_is_a_segformer_folder_with_the_same_logits_and_loads_b
     it was trained at (its preprocessor config's size), whatever ``image_size`` says."""
     from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
-    from samlab.data.boundary_datamodule import BoundaryBatch
+    from samlab.data.boundaries import BoundaryBatch
     from samlab.models.directsam.module import DirectSAMModule
 
     torch.manual_seed(0)
@@ -357,7 +357,6 @@ def test_directsam_export_is_a_segformer_folder_with_the_same_logits_and_loads_b
             names=["a", "b"],
             image_paths=["a.jpg", "b.jpg"],
             sources=["sa1b", "sa1b"],
-            human_boundaries=[None, None],
         )
         for _ in range(2)
     ]

@@ -33,7 +33,7 @@ def test_uint8_fields_are_normalised_once_and_other_objects_pass_through():
 
 
 def test_the_data_modules_share_it():
-    from samlab.data.boundary_datamodule import BoundaryDataModule
+    from samlab.data.boundaries import BoundaryDataModule
     from samlab.data.datamodules import ClipDataModule, MixedDataModule
     from samlab.data.pairs import MASAPairDataModule
 

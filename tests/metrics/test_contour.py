@@ -1,12 +1,12 @@
-"""Contour metrics: a case worked out by hand, DirectSAM's definition as an oracle, the torchmetrics Metric."""
+"""Contour metrics: cases worked out by hand, DirectSAM's own outputs (golden), the torchmetrics Metric."""
 
 from __future__ import annotations
 
-import cv2
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from skimage.morphology import skeletonize
 
 from samlab.metrics.contour import ContourRecall, contour_scores, threshold_scores, token_outlines, tokens
 
@@ -42,40 +42,28 @@ def test_dangling_line_by_hand():
     assert scores.f == pytest.approx(2 * (16 / 18) / (1 + 16 / 18))
 
 
-def _reference(gt: np.ndarray, pred: np.ndarray, tolerance: int) -> tuple[int, float]:
-    """DirectSAM's effective contour recall written from its definition: whole-image morphology per token."""
-    gt, pred = gt.astype(np.uint8), pred.astype(np.uint8)
-    gt[:tolerance], gt[-tolerance:], gt[:, :tolerance], gt[:, -tolerance:] = 0, 0, 0, 0
-    pred[:tolerance], pred[-tolerance:], pred[:, :tolerance], pred[:, -tolerance:] = 1, 1, 1, 1
-    skeleton = skeletonize(pred.astype(bool))
-    count, labels = cv2.connectedComponents(1 - skeleton.astype(np.uint8), connectivity=4)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
-    effective = np.zeros_like(gt)
-    for label in range(1, count):
-        dilated = cv2.dilate((labels == label).astype(np.uint8), kernel)
-        effective[(dilated - cv2.erode(dilated, kernel)) > 0] = 1
-    covered = cv2.dilate(effective, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (tolerance, tolerance)))
-    return count - 1, float(np.logical_and(gt, covered).sum() / gt.sum())
+GOLDEN = np.load(Path(__file__).resolve().parents[1] / "golden" / "directsam" / "contour_recall.npz")
 
 
-@pytest.mark.parametrize("seed,tolerance", [(0, 3), (1, 5), (2, 10)])
-def test_matches_the_reference_definition(seed, tolerance):
-    rng = np.random.default_rng(seed)
-    labels = np.zeros((72, 96), dtype=np.int32)
-    for i in range(1, 8):
-        y, x = rng.integers(0, 60), rng.integers(0, 80)
-        labels[y : y + rng.integers(8, 30), x : x + rng.integers(8, 30)] = i
-    gt = np.zeros(labels.shape, dtype=bool)
-    for i in range(8):
-        mask = (labels == i).astype(np.uint8)
-        gt |= (cv2.dilate(mask, np.ones((3, 3), np.uint8)) - mask) > 0
-    noise = cv2.GaussianBlur(rng.random(labels.shape).astype(np.float32), (5, 5), 0) > 0.55
-    pred = (gt & (rng.random(labels.shape) > 0.2)) | noise
-    scores = contour_scores(gt, pred, tolerance)
-    num_tokens, recall = _reference(gt, pred, tolerance)
-    assert scores.num_tokens == num_tokens
-    assert scores.recall == pytest.approx(recall)
-    assert 0 < scores.recall <= 1
+@pytest.mark.parametrize("a,tolerance", list(enumerate(int(t) for t in GOLDEN["tolerances"])))
+def test_recall_and_tokens_equal_directsam_s_outputs(a, tolerance):
+    thresholds = [float(t) for t in GOLDEN["thresholds"]]
+    for i, (gt, probabilities) in enumerate(zip(GOLDEN["gt"], GOLDEN["probabilities_u8"], strict=True)):
+        scores = threshold_scores(gt, probabilities / 255.0, thresholds, tolerance)
+        assert [s.num_tokens for s in scores] == GOLDEN["num_tokens"][i, a].tolist()
+        np.testing.assert_allclose([s.recall for s in scores], GOLDEN["recall"][i, a], rtol=0, atol=1e-12)
+
+
+def test_metric_means_equal_directsam_s_table():
+    # evaluate.py's defaults (tolerance 5, thresholds 0.1-0.5) are the metric's; its means over the golden cases.
+    metric = ContourRecall()
+    assert metric.thresholds == tuple(float(t) for t in GOLDEN["thresholds"]) and metric.tolerance == 5
+    metric.update(torch.from_numpy(GOLDEN["probabilities_u8"] / 255.0), torch.from_numpy(GOLDEN["gt"]))
+    result = metric.compute()
+    a = GOLDEN["tolerances"].tolist().index(5)
+    for j, t in enumerate(metric.thresholds):
+        assert result[f"contour_recall@{t:g}"].item() == pytest.approx(GOLDEN["recall"][:, a, j].mean(), abs=1e-6)
+        assert result[f"num_tokens@{t:g}"].item() == pytest.approx(GOLDEN["num_tokens"][:, a, j].mean())
 
 
 def test_token_outlines_of_two_regions():

@@ -75,11 +75,20 @@ def test_cli_json_equals_the_metric(folders, capsys):
     assert low["precision"] == pytest.approx(0.5) and mid["precision"] == 1.0
 
 
-def test_text_output(folders, capsys):
+def test_text_output_is_directsam_s_table_with_evaluate_py_s_defaults(folders, capsys):
     gt, pred = folders
-    assert main(["eval", "contour", "--gt", str(gt), "--pred", str(pred), "--thresholds", "0.5"]) == 0
-    out = capsys.readouterr().out
-    assert "1 images scored, 1 skipped" in out and "threshold 0.5: recall 1.0" in out
+    assert main(["eval", "contour", "--gt", str(gt), "--pred", str(pred)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("1 images scored, 1 skipped")
+    assert lines[1] == "threshold\tmean_recall\tmean_num_tokens"
+    expected = evaluate_contours(gt, pred, (0.1, 0.2, 0.3, 0.4, 0.5), tolerance=5, progress=False)
+    assert len(lines) == 2 + 5
+    for line, row in zip(lines[2:], expected["thresholds"], strict=True):
+        threshold, recall, tokens = line.split("\t")
+        assert float(threshold) == row["threshold"]
+        assert float(recall) == pytest.approx(row["recall"], rel=1e-5) and float(tokens) == row["num_tokens"]
+    # At tolerance 5 the faint line (column 5) merges with the border band: recall 1 with 3 tokens throughout.
+    assert lines[2:] == [f"{t}\t1\t3" for t in ("0.1", "0.2", "0.3", "0.4", "0.5")]
 
 
 def test_missing_and_mis_sized_predictions_name_the_file(folders):

@@ -25,26 +25,24 @@ def _contour_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--thresholds",
         type=_thresholds,
-        default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
-        help="comma-separated probability thresholds (default 0.1,...,0.9)",
+        default=[0.1, 0.2, 0.3, 0.4, 0.5],
+        help="comma-separated probability thresholds (default 0.1,...,0.5: DirectSAM's evaluate.py sweep)",
     )
-    parser.add_argument("--tolerance", type=int, default=10, help="border band and matching kernel, in pixels")
+    parser.add_argument(
+        "--tolerance", type=int, default=5, help="border band and matching kernel, in pixels (evaluate.py: 5)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _contour(args: argparse.Namespace) -> int:
-    from samlab.tools.eval_contour import evaluate_contours
+    from samlab.tools.eval_contour import contour_table, evaluate_contours
 
     result = evaluate_contours(args.gt, args.pred, args.thresholds, args.tolerance)
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"{result['num_images']} images scored, {result['num_skipped']} skipped (empty ground truth)")
-    for row in result["thresholds"]:
-        print(
-            f"threshold {row['threshold']:g}: recall {row['recall']}, tokens {row['num_tokens']}, "
-            f"precision {row['precision']}, boundary recall {row['boundary_recall']}, F {row['f']}"
-        )
+    print(contour_table(result))
     return 0
 
 
@@ -56,7 +54,8 @@ TOOLS = [
         "DirectSAM's evaluation: for each threshold, the prediction (PNG value / 255 > threshold) is skeletonised; "
         "the 4-connected regions it encloses are the tokens; the effective contour recall is the fraction of "
         "ground-truth boundary pixels within the tolerance of the tokens' outlines. Also boundary precision, recall "
-        "and F at the tolerance. Means over images; images with an empty ground truth are skipped.",
+        "and F at the tolerance (in --json). Means over images; images with an empty ground truth are skipped. "
+        "Prints DirectSAM's table: mean recall and mean token count per threshold.",
         _contour_arguments,
         _contour,
     ),

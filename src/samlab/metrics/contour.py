@@ -24,7 +24,9 @@ from scipy.ndimage import find_objects
 from skimage.morphology import skeletonize
 from torchmetrics import Metric
 
-DEFAULT_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+# DirectSAM's evaluate.py: tolerance 5 px; its sweep of thresholds.
+DEFAULT_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
+DEFAULT_TOLERANCE = 5
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
@@ -93,7 +95,7 @@ def _dilate(mask: np.ndarray, tolerance: int) -> np.ndarray:
     return cv2.dilate(mask.astype(np.uint8), tolerance_kernel(tolerance)) > 0
 
 
-def contour_scores(gt: np.ndarray, pred: np.ndarray, tolerance: int = 10) -> ContourScores | None:
+def contour_scores(gt: np.ndarray, pred: np.ndarray, tolerance: int = DEFAULT_TOLERANCE) -> ContourScores | None:
     """Scores of one binary predicted boundary against one ground-truth boundary.
 
     Args:
@@ -126,7 +128,10 @@ def contour_scores(gt: np.ndarray, pred: np.ndarray, tolerance: int = 10) -> Con
 
 
 def threshold_scores(
-    gt: np.ndarray, probabilities: np.ndarray, thresholds: Sequence[float] = DEFAULT_THRESHOLDS, tolerance: int = 10
+    gt: np.ndarray,
+    probabilities: np.ndarray,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    tolerance: int = DEFAULT_TOLERANCE,
 ) -> list[ContourScores] | None:
     """:func:`contour_scores` of ``probabilities > t`` (``[H, W]`` float in [0, 1]) for each threshold ``t``;
     None when ``gt`` is empty outside the border band."""
@@ -146,7 +151,9 @@ class ContourRecall(Metric):
     full_state_update = False
     FIELDS: tuple[str, ...] = ("contour_recall", "num_tokens", "precision", "boundary_recall", "f")
 
-    def __init__(self, thresholds: Sequence[float] = (0.5,), tolerance: int = 10, **kwargs) -> None:
+    def __init__(
+        self, thresholds: Sequence[float] = DEFAULT_THRESHOLDS, tolerance: int = DEFAULT_TOLERANCE, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.thresholds = tuple(float(t) for t in thresholds)
         self.tolerance = tolerance

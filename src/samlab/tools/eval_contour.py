@@ -3,7 +3,9 @@
 GT is a folder of boundary PNGs (non-zero = boundary); PRED a folder of 8-bit probability PNGs (probability =
 value / 255) with the same file names (subfolders allowed). Scores are the means over images of
 :class:`samlab.metrics.contour.ContourRecall`; images whose ground truth is empty outside the border band are
-skipped, as DirectSAM does.
+skipped, as DirectSAM does. The defaults are DirectSAM's ``evaluate.py``: tolerance 5, thresholds 0.1-0.5 (its
+ground truth is the thickness-2 boundary at 1024 px: ``samlab.data.boundaries.label_map_target(label_map, 1024,
+2)``); :func:`contour_table` prints its table.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 
 from samlab.data.formats.base import read_label_png
 from samlab.errors import DataError
-from samlab.metrics.contour import DEFAULT_THRESHOLDS, ContourRecall
+from samlab.metrics.contour import DEFAULT_THRESHOLDS, DEFAULT_TOLERANCE, ContourRecall
 from samlab.progress import track
 
 
@@ -34,7 +36,7 @@ def evaluate_contours(
     gt: str | Path,
     pred: str | Path,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-    tolerance: int = 10,
+    tolerance: int = DEFAULT_TOLERANCE,
     progress: bool = True,
 ) -> dict:
     """Score every probability PNG of ``pred`` against the boundary PNG of ``gt`` with the same name.
@@ -69,3 +71,14 @@ def evaluate_contours(
     ]
     scored = int(metric.count)
     return {"thresholds": rows, "num_images": scored, "num_skipped": len(names) - scored}
+
+
+def contour_table(result: dict) -> str:
+    """DirectSAM's ``evaluate.py`` summary of :func:`evaluate_contours`'s result, one row per threshold:
+    ``threshold``, ``mean_recall`` (effective contour recall) and ``mean_num_tokens``, tab-separated."""
+    lines = ["threshold\tmean_recall\tmean_num_tokens"]
+    for row in result["thresholds"]:
+        recall, tokens = row["recall"], row["num_tokens"]
+        cells = ["nan" if v is None else f"{v:.6g}" for v in (recall, tokens)]
+        lines.append("\t".join([f"{row['threshold']:g}", *cells]))
+    return "\n".join(lines)

@@ -1,8 +1,8 @@
 """The plain-PyTorch part of DirectSAM: a one-channel SegFormer and its any-resolution inference.
 
 The network is transformers' ``SegformerForSemanticSegmentation`` with ``num_labels=1``: its logits (one boundary
-channel, at a quarter of the input resolution) are turned into boundary probabilities by a sigmoid and bicubic
-upsampling.
+channel, at a quarter of the input resolution) are upsampled (bicubic) to the output size and then passed through a
+sigmoid, as DirectSAM's ``model/directsam.py`` does.
 """
 
 from __future__ import annotations
@@ -117,10 +117,10 @@ def segformer_logits(model: SegformerForSemanticSegmentation) -> Segmenter:
     return lambda images: model(pixel_values=images).logits
 
 
-def _probabilities(segment: Segmenter, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Sigmoid of the logits, bicubically upsampled to ``size``: ``[B, H, W]``, not yet clamped."""
-    logits = segment(images)
-    return F.interpolate(logits.sigmoid(), size=size, mode="bicubic", align_corners=False)[:, 0]
+def boundary_probabilities(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``[B, 1, h, w]`` logits -> ``[B, H, W]`` probabilities: bicubic upsampling of the logits to ``size``, then
+    the sigmoid (DirectSAM's order, so the probabilities stay in [0, 1])."""
+    return F.interpolate(logits.float(), size=size, mode="bicubic", align_corners=False)[:, 0].sigmoid()
 
 
 def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -133,7 +133,7 @@ def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
 
 @torch.no_grad()
 def predict_probabilities(
-    segment: Segmenter, image: torch.Tensor, image_size: int, tile: bool = True, overlap: float = 0.25
+    segment: Segmenter, image: torch.Tensor, image_size: int, tile: bool = False, overlap: float = 0.25
 ) -> torch.Tensor:
     """Boundary probabilities of one image of any size.
 
@@ -141,19 +141,22 @@ def predict_probabilities(
         segment: ``[B, 3, S, S]`` normalised images -> ``[B, 1, h, w]`` logits (see :func:`segformer_logits`).
         image: ``[3, H, W]`` float normalised image.
         image_size: the model's input side ``S``.
-        tile: when the image is larger than ``S`` on a side, run ``S x S`` tiles at full resolution (overlapping
-            by ``overlap`` of a tile, averaged where they overlap) instead of shrinking the whole image to ``S``.
+        tile: False (DirectSAM): the whole image is resized (bicubic, antialiased) to ``S x S``. True: when the image
+            is larger than ``S`` on a side, ``S x S`` tiles at full resolution are run instead (overlapping by
+            ``overlap`` of a tile, probabilities averaged where they overlap).
         overlap: tile overlap fraction in [0, 1).
 
     Returns:
-        ``[H, W]`` float probabilities in [0, 1] (bicubic upsampling of the sigmoid, clamped).
+        ``[H, W]`` float probabilities in [0, 1] (:func:`boundary_probabilities` at the image's size).
     """
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"predict_probabilities expects a [3, H, W] image, got shape {tuple(image.shape)}")
     height, width = image.shape[1:]
     if not tile or max(height, width) <= image_size:
-        resized = F.interpolate(image[None], size=(image_size, image_size), mode="bilinear", align_corners=False)
-        return _probabilities(segment, resized, (height, width))[0].clamp(0, 1)
+        resized = F.interpolate(
+            image[None], size=(image_size, image_size), mode="bicubic", align_corners=False, antialias=True
+        )
+        return boundary_probabilities(segment(resized), (height, width))[0]
     # Sides shorter than a tile are padded (and cropped back), so every tile runs at the model's resolution.
     padded = F.pad(image, (0, max(image_size - width, 0), 0, max(image_size - height, 0)))
     full_h, full_w = padded.shape[1:]
@@ -163,6 +166,7 @@ def predict_probabilities(
     for y in _tile_starts(full_h, image_size, stride):
         for x in _tile_starts(full_w, image_size, stride):
             crop = padded[None, :, y : y + image_size, x : x + image_size]
-            total[y : y + image_size, x : x + image_size] += _probabilities(segment, crop, (image_size, image_size))[0]
+            tile_size = (image_size, image_size)
+            total[y : y + image_size, x : x + image_size] += boundary_probabilities(segment(crop), tile_size)[0]
             weight[y : y + image_size, x : x + image_size] += 1
-    return (total / weight)[:height, :width].clamp(0, 1)
+    return (total / weight)[:height, :width]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
@@ -10,10 +10,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from samlab.data.boundary_datamodule import BoundaryBatch
+from samlab.data.boundaries.batch import BoundaryBatch
 from samlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_images
-from samlab.metrics.contour import ContourRecall
+from samlab.metrics.contour import DEFAULT_THRESHOLDS, DEFAULT_TOLERANCE, ContourRecall
 from samlab.models.directsam.model import (
+    boundary_probabilities,
     build_segformer,
     load_directsam_folder,
     predict_probabilities,
@@ -22,15 +23,16 @@ from samlab.models.directsam.model import (
 from samlab.visualize import frame_strip, to_uint8_image
 
 
-def default_tolerance(image_size: int) -> int:
-    """DirectSAM's evaluation tolerance: 1% of the resolution, made odd (1024 -> 11)."""
-    tolerance = image_size // 100
-    return tolerance + int(tolerance % 2 == 0)
+def constant_with_warmup(warmup_steps: int) -> Callable[[int], float]:
+    """LR factor of optimizer step ``step``: ``step / warmup_steps`` during the warmup, 1 after (transformers'
+    ``get_constant_schedule_with_warmup``, DirectSAM's ``lr_scheduler_type='constant_with_warmup'``)."""
+    return lambda step: step / max(1, warmup_steps) if step < warmup_steps else 1.0
 
 
 class DirectSAMModule(L.LightningModule):
     """DirectSAM training: binary cross-entropy between the SegFormer's boundary logits, bilinearly upsampled to the
-    target size, and the ``[B, S, S]`` boundary targets of a :class:`BoundaryBatch`.
+    target size, and the ``[B, S, S]`` boundary targets of a :class:`BoundaryBatch` (the loss transformers'
+    ``SegformerForSemanticSegmentation`` computes for one label, as DirectSAM's ``train.py`` uses).
 
     Args:
         image_size: input side ``S`` (linked from the data module; 1024, or 1800 for the large recipe).
@@ -39,15 +41,17 @@ class DirectSAMModule(L.LightningModule):
         checkpoint: a DirectSAM checkpoint folder (released on the hub, or ``samlab export --format hf``), loaded
             strictly; ``image_size`` then becomes the resolution it was trained at when the folder states it.
         config_overrides: ``SegformerConfig`` fields to change.
-        lr: AdamW learning rate (DirectSAM: 1e-4, constant after warmup).
-        weight_decay: AdamW weight decay.
-        warmup_steps: linear warmup steps.
-        thresholds: probability thresholds of the validation contour metrics.
-        tolerance: contour-metric tolerance in pixels at ``S``; None = 1% of ``S``, made odd.
+        lr: AdamW learning rate (DirectSAM: 1e-4 at stage 1, 5e-5 at stage 3).
+        weight_decay: AdamW weight decay (transformers' ``TrainingArguments`` default, DirectSAM's: 0).
+        warmup_steps: optimizer steps of linear warmup from 0, then constant (transformers'
+            ``constant_with_warmup``; DirectSAM: 5000).
+        thresholds: probability thresholds of the validation contour metrics (``evaluate.py``'s sweep: 0.1-0.5).
+        tolerance: contour-metric tolerance in pixels (``evaluate.py``: 5).
 
     Validation logs ``val/loss`` and ``val/contour_recall@t``, ``val/num_tokens@t``, ``val/precision@t``,
-    ``val/boundary_recall@t``, ``val/f@t`` for each threshold ``t``. ``predict_step`` returns, per image,
-    ``[H, W]`` float probabilities at its original size.
+    ``val/boundary_recall@t``, ``val/f@t`` for each threshold ``t``, with :func:`boundary_probabilities` of the
+    logits at the target size. ``predict_step`` returns, per image, ``[S, S]`` float probabilities at the input
+    resolution (DirectSAM's pseudo-labels are stored at the model resolution).
     """
 
     def __init__(
@@ -60,8 +64,8 @@ class DirectSAMModule(L.LightningModule):
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         warmup_steps: int = 5000,
-        thresholds: Sequence[float] = (0.5,),
-        tolerance: int | None = None,
+        thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+        tolerance: int = DEFAULT_TOLERANCE,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -74,7 +78,7 @@ class DirectSAMModule(L.LightningModule):
         self.lr = lr
         self.weight_decay = weight_decay
         self.warmup_steps = warmup_steps
-        self.val_metric = ContourRecall(thresholds, tolerance or default_tolerance(image_size))
+        self.val_metric = ContourRecall(thresholds, tolerance)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``[B, 3, S, S]`` normalised images -> ``[B, 1, S/4, S/4]`` boundary logits."""
@@ -99,9 +103,7 @@ class DirectSAMModule(L.LightningModule):
         :meth:`validation_images`)."""
         logits = self(batch.images)
         self.log("val/loss", self.loss(logits, batch.targets), batch_size=len(batch.names))
-        size = batch.targets.shape[-2:]
-        probabilities = F.interpolate(logits.sigmoid(), size=size, mode="bicubic", align_corners=False)[:, 0]
-        probabilities = probabilities.clamp(0, 1)
+        probabilities = boundary_probabilities(logits, tuple(batch.targets.shape[-2:]))
         self.val_metric.update(probabilities, batch.targets > 0.5)
         return {"probabilities": probabilities}
 
@@ -130,18 +132,15 @@ class DirectSAMModule(L.LightningModule):
                 self.log(f"val/{key}", value, sync_dist=False)
 
     def predict_step(self, batch: BoundaryBatch, batch_idx: int) -> list[torch.Tensor]:
-        logits = self(batch.images)
-        out = []
-        for logit, (height, width) in zip(logits, batch.orig_sizes.tolist()):
-            upsampled = F.interpolate(logit[None].sigmoid(), size=(height, width), mode="bicubic", align_corners=False)
-            out.append(upsampled[0, 0].clamp(0, 1).float().cpu())
-        return out
+        """Per image, ``[S, S]`` float32 probabilities at the input resolution (on the CPU)."""
+        probabilities = boundary_probabilities(self(batch.images), tuple(batch.images.shape[-2:]))
+        return list(probabilities.cpu())
 
     @torch.no_grad()
-    def predict_probabilities(self, image: torch.Tensor, tile: bool = True, overlap: float = 0.25) -> torch.Tensor:
+    def predict_probabilities(self, image: torch.Tensor, tile: bool = False, overlap: float = 0.25) -> torch.Tensor:
         """Boundary probabilities ``[H, W]`` in [0, 1] of one ``[3, H, W]`` image (uint8, or float normalised) of
-        any size; larger than ``image_size`` it is run in overlapping tiles (see
-        :func:`samlab.models.directsam.model.predict_probabilities`)."""
+        any size: resized whole to ``image_size`` (DirectSAM), or with ``tile`` run in overlapping tiles when larger
+        (see :func:`samlab.models.directsam.model.predict_probabilities`)."""
         image = image.to(self.device)
         if image.dtype == torch.uint8:
             image = normalize_images(image, IMAGENET_MEAN, IMAGENET_STD)
@@ -154,7 +153,5 @@ class DirectSAMModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict:
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        warmup = max(self.warmup_steps, 1)
-        # Constant after a linear warmup, as DirectSAM's "constant_with_warmup".
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, constant_with_warmup(self.warmup_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
