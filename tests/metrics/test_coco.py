@@ -236,7 +236,7 @@ def test_loaders_name_the_bad_file(tmp_path, coco_root):
         load_coco_results(gt, res)
     box = {"image_id": 1, "category_id": 1, "score": 1.0, "bbox": [0, 0, 2, 2]}
     res.write_text(json.dumps([box, {k: v for k, v in box.items() if k != "bbox"}]))
-    with pytest.raises(DataError, match="result 1 has no 'bbox'.*first result has one"):
+    with pytest.raises(DataError, match=r"result 1 has no 'bbox'.*first result has one"):
         load_coco_results(gt, res)
     res.write_text(json.dumps([{k: v for k, v in box.items() if k != "bbox"}]))
     with pytest.raises(DataError, match=r"res\.json: result 0 has no 'bbox'"):
@@ -277,7 +277,7 @@ def test_prompt_eval_equals_pycocotools_on_its_results(coco_root, tmp_path):
 
 
 def test_prompt_eval_counts_evaluated_images_without_predictions(coco_root):
-    gt, ids, masks, scores = _predictions(coco_root)
+    gt, ids, masks, _ = _predictions(coco_root)
     metric = COCOPromptEval(gt)
     first_image = gt.anns[ids[0]]["image_id"]
     own = [i for i, ann_id in enumerate(ids) if gt.anns[ann_id]["image_id"] == first_image]
