@@ -13,7 +13,7 @@ from samlab.masks import decode_segmentation
 from samlab.metrics.coco import load_coco_gt
 from samlab.models.sam.model import EncoderSize
 from samlab.models.sam.module import SAMPromptModule
-from samlab.models.sam.prompts import PromptConfig
+from samlab.models.sam.prompts import PromptConfig, evaluation_prompts
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 TINY = EncoderSize(32, 2, 2, (1,))
@@ -91,7 +91,7 @@ def test_predict_objects_with_tta_at_original_size(coco_root):
     dm = _datamodule(coco_root)
     batch = _batch(dm)
     module = SAMPromptModule(image_size=SIZE, encoder=TINY, tta_scales=[1.0, 0.5], tta_hflip=True).eval()
-    predictions = module.predict_objects(batch)
+    predictions = module.predict_objects(batch, load_coco_gt(coco_root / "annotations" / "instances.json"))
     assert len(predictions) == batch.batch_size
     for b, prediction in enumerate(predictions):
         height, width = batch.orig_sizes[b].tolist()
@@ -111,7 +111,7 @@ def test_validation_logs_coco_numbers_equal_to_the_evaluator(coco_root):
     gt = load_coco_gt(coco_root / "annotations" / "instances.json")
     ious = []
     for batch in dm.loader("val"):
-        for prediction in module.predict_objects(dm.normalize(batch)):
+        for prediction in module.predict_objects(dm.normalize(batch), gt):
             for o, mask in zip(prediction.objects.tolist(), prediction.masks.numpy()):
                 ann = gt.anns[int(batch.object_ids[o])]
                 truth = decode_segmentation(ann["segmentation"], *mask.shape)
@@ -200,7 +200,17 @@ def test_validation_images_draw_prompts_and_map_predictions_back_to_the_input(co
     objects = batch.objects_of(0)
     height, width = batch.orig_sizes[0].tolist()
     full = torch.ones((len(objects), height, width), dtype=torch.bool)  # every object predicted everywhere
-    prediction = ImagePrediction(objects, full, torch.ones(len(objects)))
+    gt = load_coco_gt(coco_root / "annotations" / "instances.json")
+    boxes = torch.tensor([gt.anns[int(i)]["bbox"] for i in batch.object_ids[objects]]) * SIZE / max(height, width)
+    prediction = ImagePrediction(
+        image_id=0,
+        objects=objects,
+        detections=[],
+        prompts=evaluation_prompts("box", torch.cat([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], 1), None),
+        candidates=full[:, None],
+        candidate_scores=torch.ones(len(objects), 1),
+        best=torch.zeros(len(objects), dtype=torch.int64),
+    )
     [(caption, strip)] = module.validation_images(batch, {"predictions": [prediction]}, max_images=1)
     assert batch.video_names[0] in caption and strip.shape == (SIZE, 2 * SIZE + 2, 3)
     left, right = strip[:, :SIZE].astype(int), strip[:, SIZE + 2 :].astype(int)
