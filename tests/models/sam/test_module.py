@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import lightning as L
@@ -8,7 +9,11 @@ import yaml
 from lightning.pytorch.callbacks import StochasticWeightAveraging
 
 from samlab.data.datamodules import COCODataModule
-from samlab.data.instance_transforms import LargeScaleJitterTransform, ResizeLongestSideTransform
+from samlab.data.instance_transforms import (
+    LargeScaleJitterTransform,
+    ResizeLongestSideTransform,
+    resize_longest_side_shape,
+)
 from samlab.masks import decode_segmentation
 from samlab.metrics.coco import load_coco_gt
 from samlab.models.sam.model import EncoderSize
@@ -225,3 +230,94 @@ def test_validation_images_draw_prompts_and_map_predictions_back_to_the_input(co
         assert np.abs(right[inside_h:] - image[inside_h:]).max() <= 1  # padding untouched
     # box prompts (box mode is the default evaluation prompt) are drawn on the left panel in the object's colour
     assert not np.array_equal(left, right)
+
+
+def test_image_dice_is_one_soft_dice_over_the_objects_of_each_image(coco_root):
+    batch = _batch(_datamodule(coco_root), "train")
+    prompts = PromptConfig(mode="box", box_noise=0.0, multimask="never")
+    weights = {"weight_focal": 0.0, "weight_dice": 1.0, "weight_iou": 0.0}
+    torch.manual_seed(0)
+    module = SAMPromptModule(
+        image_size=SIZE,
+        encoder=TINY,
+        prompts=prompts,
+        loss_weights=weights,
+        dice_reduction="image",
+        prompt_chunk_size=1,  # the sums run over chunks
+    )
+    losses = module.training_losses(batch)
+    # by hand: every object's upsampled logits, one Dice per image over all its objects' pixels, mean over images
+    dices = []
+    for b in range(batch.batch_size):
+        objects = batch.objects_of(b)
+        targets = batch.masks[0, objects]
+        features = module.embed(batch.images[0])
+        from samlab.models.sam.model import decode
+        from samlab.models.sam.prompts import sample_prompts
+
+        logits, _ = decode(module.model, features.image(b), sample_prompts(targets, prompts))
+        prob = module._upsample(logits)[:, 0].sigmoid()
+        dices.append(1 - (2 * (prob * targets).sum() + 1e-6) / (prob.sum() + targets.sum() + 1e-6))
+    assert float(losses["loss_dice"]) == pytest.approx(float(torch.stack(dices).mean()), rel=1e-5)
+    assert float(losses["loss"]) == pytest.approx(float(losses["loss_dice"]), rel=1e-6)
+    losses["loss"].backward()
+    assert any(p.grad is not None for p in module.model.mask_decoder.parameters())
+
+
+def test_step_schedule_is_detectron2s_warmup_multistep():
+    from samlab.models.sam.module import step_lr_factor
+
+    assert step_lr_factor(0, 250, 0.001, [52500, 62500]) == pytest.approx(0.001)
+    assert step_lr_factor(125, 250, 0.001, [52500, 62500]) == pytest.approx(0.001 * 0.5 + 0.5)
+    assert step_lr_factor(250, 250, 0.001, [52500, 62500]) == 1.0
+    assert step_lr_factor(52500, 250, 0.001, [52500, 62500]) == pytest.approx(0.1)
+    assert step_lr_factor(67499, 250, 0.001, [52500, 62500]) == pytest.approx(0.01)
+
+
+def test_eval_prompts_are_the_annotations_coco_boxes_and_centres(coco_root):
+    batch = _batch(_datamodule(coco_root))
+    gt = load_coco_gt(coco_root / "annotations" / "instances.json")
+    for mode, field in (("box", "boxes"), ("box_center", "points")):
+        module = SAMPromptModule(image_size=SIZE, encoder=TINY, prompts=PromptConfig(eval_mode=mode)).eval()
+        [first, *_] = module.predict_objects(batch, gt)
+        height, width = batch.orig_sizes[0].tolist()
+        valid_h, valid_w = resize_longest_side_shape(height, width, SIZE)  # SAM's ResizeLongestSide.apply_coords
+        sx, sy = valid_w / width, valid_h / height
+        x, y, w, h = gt.anns[int(batch.object_ids[first.objects[0]])]["bbox"]
+        expected = [x * sx, y * sy, (x + w) * sx, (y + h) * sy]
+        if mode == "box_center":
+            expected = [(x + w / 2) * sx, (y + h / 2) * sy]
+        assert getattr(first.prompts, field)[0].flatten().tolist() == pytest.approx(expected, rel=1e-5)
+        assert first.image_id == gt.anns[int(batch.object_ids[first.objects[0]])]["image_id"]
+
+
+def test_detector_prompts_constant_scores_and_all_masks(coco_root, tmp_path):
+    gt = load_coco_gt(coco_root / "annotations" / "instances.json")
+    anns = [a for a in gt.dataset["annotations"] if not a["iscrowd"]]
+    detections = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.5 + 0.01 * k}
+        for k, a in enumerate(anns)
+    ]
+    detections.append({"image_id": anns[0]["image_id"], "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.1})
+    path = tmp_path / "detections.json"
+    path.write_text(json.dumps(detections))
+    dm = _datamodule(coco_root)
+    torch.manual_seed(0)
+    module = SAMPromptModule(
+        image_size=SIZE,
+        encoder=TINY,
+        detections=str(path),
+        result_score="constant",
+        prompts=PromptConfig(multimask="always"),
+        predict_all_masks=True,
+    )
+    [metrics] = _trainer().validate(module, dm, verbose=False)
+    assert "val/mIoU" not in metrics and 0.0 <= metrics["val/segm_AP"] <= 1.0
+    results = [r for part in _trainer().predict(module, dm) for r in part]
+    expected = [d for d in detections if d["image_id"] in {r["image_id"] for r in results}]
+    assert len(expected) == len(detections)
+    assert len(results) == 3 * len(expected)  # every detection, three masks each
+    assert sorted({r["mask_index"] for r in results}) == [0, 1, 2]
+    assert sorted(r["score"] for r in results) == pytest.approx(sorted(d["score"] for d in expected for _ in range(3)))
+    with pytest.raises(ValueError, match="eval_mode"):
+        SAMPromptModule(image_size=SIZE, encoder=TINY, detections=str(path), prompts=PromptConfig(mode="point"))
