@@ -217,6 +217,7 @@ class SAMPromptModule(LightningModule):
         self._generator: torch.Generator | None = None
         self._gt: dict[str, COCO] = {}
         self._detections: dict[int, list[dict[str, Any]]] | None = None
+        self._image_ids: dict[int, dict[str, int]] = {}
         self.evaluators: dict[str, COCOPromptEval] = {}
 
     # ----------------------------------------------------------------------------------------------- pieces
@@ -360,11 +361,18 @@ class SAMPromptModule(LightningModule):
                 scores[rows[index]] = iou_pred
         return logits, scores
 
-    def detections(self) -> dict[int, list[dict[str, Any]]]:
-        """The ``detections`` file's boxes by image id (read once, checked against the evaluation ground truth)."""
+    def detections(self, gt: COCO) -> dict[int, list[dict[str, Any]]]:
+        """The ``detections`` file's boxes by image id (read once, checked against the ground truth ``gt``)."""
         if self._detections is None:
-            self._detections = detections_by_image(self.coco_gt("test"), self.hparams.detections)
+            self._detections = detections_by_image(gt, self.hparams.detections)
         return self._detections
+
+    def image_ids(self, gt: COCO) -> dict[str, int]:
+        """The image id of each image name of ``gt`` (:func:`samlab.metrics.coco.image_ids_by_name`), once per
+        ground truth."""
+        if id(gt) not in self._image_ids:
+            self._image_ids[id(gt)] = image_ids_by_name(gt)
+        return self._image_ids[id(gt)]
 
     @torch.no_grad()
     def predict_objects(self, batch: VideoBatch, gt: COCO) -> list[ImagePrediction]:
@@ -377,7 +385,7 @@ class SAMPromptModule(LightningModule):
         """
         images = self._images(batch)
         mode = self.prompts.evaluation_mode
-        image_ids = image_ids_by_name(gt)
+        image_ids = self.image_ids(gt)
         out = []
         for b in range(batch.batch_size):
             height, width = (int(v) for v in batch.orig_sizes[b])
@@ -388,7 +396,7 @@ class SAMPromptModule(LightningModule):
             detections: list[dict[str, Any]] = []
             if self.hparams.detections is not None:
                 objects = objects[:0]
-                detections = self.detections().get(image_id, [])
+                detections = self.detections(gt).get(image_id, [])
                 boxes = images.new_tensor([d["bbox"] for d in detections]).reshape(-1, 4)
                 masks = None
             else:
