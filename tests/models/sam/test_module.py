@@ -7,13 +7,10 @@ import pytest
 import torch
 import yaml
 from lightning.pytorch.callbacks import StochasticWeightAveraging
+from segment_anything.utils.transforms import ResizeLongestSide
 
 from samlab.data.datamodules import COCODataModule
-from samlab.data.instance_transforms import (
-    LargeScaleJitterTransform,
-    ResizeLongestSideTransform,
-    resize_longest_side_shape,
-)
+from samlab.data.instance_transforms import LargeScaleJitterTransform, ResizeLongestSideTransform
 from samlab.masks import decode_segmentation
 from samlab.metrics.coco import load_coco_gt
 from samlab.models.sam.model import EncoderSize
@@ -265,13 +262,16 @@ def test_image_dice_is_one_soft_dice_over_the_objects_of_each_image(coco_root):
 
 
 def test_step_schedule_is_detectron2s_warmup_multistep():
+    from fvcore.common.param_scheduler import MultiStepParamScheduler
+
     from samlab.models.sam.module import step_lr_factor
 
-    assert step_lr_factor(0, 250, 0.001, [52500, 62500]) == pytest.approx(0.001)
+    # the reference's lr_multiplier: fvcore's MultiStepParamScheduler inside detectron2's linear warm-up
+    steps = MultiStepParamScheduler(values=[1.0, 0.1, 0.01], milestones=[52500, 62500], num_updates=67500)
+    for step in (250, 1000, 52499, 52500, 60000, 62499, 62500, 67499):
+        assert step_lr_factor(step, 250, 0.001, [52500, 62500]) == pytest.approx(steps(step / 67500))
+    assert step_lr_factor(0, 250, 0.001, [52500, 62500]) == pytest.approx(0.001)  # warm-up from 0.001 x lr
     assert step_lr_factor(125, 250, 0.001, [52500, 62500]) == pytest.approx(0.001 * 0.5 + 0.5)
-    assert step_lr_factor(250, 250, 0.001, [52500, 62500]) == 1.0
-    assert step_lr_factor(52500, 250, 0.001, [52500, 62500]) == pytest.approx(0.1)
-    assert step_lr_factor(67499, 250, 0.001, [52500, 62500]) == pytest.approx(0.01)
 
 
 def test_eval_prompts_are_the_annotations_coco_boxes_and_centres(coco_root):
@@ -281,12 +281,12 @@ def test_eval_prompts_are_the_annotations_coco_boxes_and_centres(coco_root):
         module = SAMPromptModule(image_size=SIZE, encoder=TINY, prompts=PromptConfig(eval_mode=mode)).eval()
         [first, *_] = module.predict_objects(batch, gt)
         height, width = batch.orig_sizes[0].tolist()
-        valid_h, valid_w = resize_longest_side_shape(height, width, SIZE)  # SAM's ResizeLongestSide.apply_coords
-        sx, sy = valid_w / width, valid_h / height
         x, y, w, h = gt.anns[int(batch.object_ids[first.objects[0]])]["bbox"]
-        expected = [x * sx, y * sy, (x + w) * sx, (y + h) * sy]
+        # the reference's mapper: segment_anything's ResizeLongestSide on the COCO box (xyxy) and on its centre
+        resize = ResizeLongestSide(SIZE)
+        expected = resize.apply_boxes(np.array([[x, y, x + w, y + h]]), (height, width))[0].tolist()
         if mode == "box_center":
-            expected = [(x + w / 2) * sx, (y + h / 2) * sy]
+            expected = resize.apply_coords(np.array([[x + w / 2, y + h / 2]]), (height, width))[0].tolist()
         assert getattr(first.prompts, field)[0].flatten().tolist() == pytest.approx(expected, rel=1e-5)
         assert first.image_id == gt.anns[int(batch.object_ids[first.objects[0]])]["image_id"]
 

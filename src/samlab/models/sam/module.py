@@ -27,7 +27,7 @@ from samlab.metrics.coco import (
     load_coco_gt,
     mask_results,
 )
-from samlab.models.sam.losses import SAMPromptLoss
+from samlab.models.sam.losses import SAMPromptLoss, dice_from_sums, soft_dice_sums
 from samlab.models.sam.model import EncoderSize, ImageFeatures, build_sam, decode, embed_images, freeze
 from samlab.models.sam.prompts import (
     PromptConfig,
@@ -42,7 +42,6 @@ from samlab.models.sam2.optim import cosine_over_run
 from samlab.visualize import draw_boxes, draw_points, frame_strip, object_colors, overlay_masks, to_uint8_image
 
 LOSS_KEYS = ("loss_focal", "loss_dice", "loss_iou")
-DICE_EPS = 1e-6  # the smoothing of the Detectron2-SAM integration's image-level Dice
 LOGGED_STATS = ("segm_AP", "segm_AP50", "segm_AP75", "bbox_AP", "bbox_AP50", "mIoU")
 
 
@@ -78,14 +77,6 @@ class ImagePrediction:
         """``[n]`` float32: the predicted IoU of the best candidate."""
         rows = torch.arange(len(self.best), device=self.best.device)
         return self.candidate_scores[rows, self.best]
-
-
-def _dice_sums(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``[2]``: ``sum(p t)`` and ``sum(p) + sum(t)`` over every pixel of ``[n, H, W]`` logits (``p`` their
-    sigmoid) and bool targets: the parts of one soft Dice over several masks."""
-    prob = logits.float().sigmoid()
-    target = targets.to(prob.dtype)
-    return torch.stack([(prob * target).sum(), prob.sum() + target.sum()])
 
 
 def step_lr_factor(
@@ -265,7 +256,7 @@ class SAMPromptModule(LightningModule):
         up = self._upsample(logits)
         losses, best = self.loss(up, iou_pred, targets)
         rows = torch.arange(len(prompts), device=logits.device)
-        dice_sums = [_dice_sums(up[rows, best], targets)]
+        dice_sums = [soft_dice_sums(up[rows, best], targets)]
         low_res = logits[rows, best][:, None]
         for _ in range(self.prompts.num_correction_steps):
             # The click comes from the current prediction, the gradient does not flow through the mask prompt
@@ -276,7 +267,7 @@ class SAMPromptModule(LightningModule):
             up = self._upsample(logits)
             step, _ = self.loss(up, iou_pred, targets)
             losses = {key: losses[key] + step[key] for key in losses}
-            dice_sums.append(_dice_sums(up[:, 0], targets))
+            dice_sums.append(soft_dice_sums(up[:, 0], targets))
             low_res = logits
         return losses, dice_sums
 
@@ -302,7 +293,7 @@ class SAMPromptModule(LightningModule):
                     )
                     sums = {key: sums.get(key, 0.0) + value for key, value in group.items()}
                     rounds = dice_sums if not rounds else [r + d for r, d in zip(rounds, dice_sums, strict=True)]
-            image_dice = image_dice + sum(1 - (2 * r[0] + DICE_EPS) / (r[1] + DICE_EPS) for r in rounds)
+            image_dice = image_dice + sum(dice_from_sums(r) for r in rounds)
             num_images += 1
         out = {key: value / max(batch.num_objects, 1) for key, value in sums.items()}
         if self.hparams.dice_reduction == "image" and num_images:
