@@ -299,6 +299,8 @@ def test_detector_prompts_constant_scores_and_all_masks(coco_root, tmp_path):
         for k, a in enumerate(anns)
     ]
     detections.append({"image_id": anns[0]["image_id"], "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.1})
+    silent = anns[-1]["image_id"]  # an image the detector found nothing in: its instances are misses
+    detections = [d for d in detections if d["image_id"] != silent]
     path = tmp_path / "detections.json"
     path.write_text(json.dumps(detections))
     dm = _datamodule(coco_root)
@@ -314,10 +316,31 @@ def test_detector_prompts_constant_scores_and_all_masks(coco_root, tmp_path):
     [metrics] = _trainer().validate(module, dm, verbose=False)
     assert "val/mIoU" not in metrics and 0.0 <= metrics["val/segm_AP"] <= 1.0
     results = [r for part in _trainer().predict(module, dm) for r in part]
-    expected = [d for d in detections if d["image_id"] in {r["image_id"] for r in results}]
-    assert len(expected) == len(detections)
+    expected = detections
+    assert silent not in {r["image_id"] for r in results}
     assert len(results) == 3 * len(expected)  # every detection, three masks each
     assert sorted({r["mask_index"] for r in results}) == [0, 1, 2]
     assert sorted(r["score"] for r in results) == pytest.approx(sorted(d["score"] for d in expected for _ in range(3)))
     with pytest.raises(ValueError, match="eval_mode"):
         SAMPromptModule(image_size=SIZE, encoder=TINY, detections=str(path), prompts=PromptConfig(mode="point"))
+
+
+@pytest.mark.parametrize("eval_mode", ["box", "mask_center"])
+def test_an_image_without_instances_is_evaluated_with_no_prompt(coco_root, eval_mode):
+    import dataclasses
+
+    batch = _batch(_datamodule(coco_root))
+    keep = batch.clip_index != 0  # image 0 loses its instances
+    empty = dataclasses.replace(
+        batch,
+        masks=batch.masks[:, keep],
+        clip_index=batch.clip_index[keep],
+        object_ids=batch.object_ids[keep],
+        labels=batch.labels[keep],
+        obj_to_frame_idx=batch.obj_to_frame_idx[:, keep],
+    )
+    gt = load_coco_gt(coco_root / "annotations" / "instances.json")
+    module = SAMPromptModule(image_size=SIZE, encoder=TINY, prompts=PromptConfig(eval_mode=eval_mode)).eval()
+    first, second = module.predict_objects(empty, gt)[:2]
+    assert len(first.prompts) == 0 and first.masks.shape == (0, *batch.orig_sizes[0].tolist())
+    assert len(second.prompts) == int((batch.clip_index == 1).sum())

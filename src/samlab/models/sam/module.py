@@ -32,6 +32,7 @@ from samlab.models.sam.model import EncoderSize, ImageFeatures, build_sam, decod
 from samlab.models.sam.prompts import (
     PromptConfig,
     Prompts,
+    box_prompts,
     correction_click,
     evaluation_prompts,
     sample_prompts,
@@ -336,15 +337,15 @@ class SAMPromptModule(LightningModule):
         three answers to a lone click only the best, SAM's convention)."""
         features = self.embed(view_image(image, valid, view)[None])
         moved = view_prompts(prompts, valid, view)
-        width = 3 if self.prompts.multimask == "always" else 1
-        logits = image.new_zeros((len(prompts), width, *valid))
-        scores = image.new_zeros((len(prompts), width))
+        num_masks = 3 if self.prompts.multimask == "always" else 1
+        logits = image.new_zeros((len(prompts), num_masks, *valid))
+        scores = image.new_zeros((len(prompts), num_masks))
         for chunk in self._chunks(len(prompts)):
             chunk_prompts = moved.select(chunk)
             rows = torch.arange(chunk.start, chunk.stop, device=image.device)
             for index, multimask in chunk_prompts.groups(self.prompts.multimask):
                 low_res, iou_pred = decode(self.model, features, chunk_prompts.select(index), None, multimask)
-                if low_res.shape[1] != width:  # three answers to a lone click: keep the best
+                if low_res.shape[1] != num_masks:  # three answers to a lone click: keep the best
                     best = iou_pred.argmax(dim=1, keepdim=True)
                     pick = torch.arange(len(best), device=best.device)[:, None]
                     low_res, iou_pred = low_res[pick, best], iou_pred.gather(1, best)
@@ -395,11 +396,11 @@ class SAMPromptModule(LightningModule):
                 boxes = images.new_tensor([gt.anns[int(i)]["bbox"] for i in batch.object_ids[objects]]).reshape(-1, 4)
                 masks = batch.masks[0, objects]
             boxes = torch.cat([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], dim=1) * scale  # xywh -> input xyxy
-            prompts = evaluation_prompts(mode, boxes, masks)
+            prompts = evaluation_prompts(mode, boxes, masks) if len(boxes) else box_prompts(boxes)
             count = len(prompts)
-            width_m = 3 if self.prompts.multimask == "always" else 1
-            probs = images.new_zeros((count, width_m, height, width))
-            scores = images.new_zeros((count, width_m))
+            num_masks = 3 if self.prompts.multimask == "always" else 1
+            probs = images.new_zeros((count, num_masks, height, width))
+            scores = images.new_zeros((count, num_masks))
             if count:
                 for view in self.views:
                     logits, view_scores = self._predict_view(images[b], prompts, valid, view)
