@@ -99,10 +99,11 @@ class SAMPromptModule(LightningModule):
     clicks, or a mix, then optional correction clicks); the image embedding is computed once per image and the
     objects are decoded ``prompt_chunk_size`` at a time; the loss is :class:`SAMPromptLoss` (20 focal + dice + IoU
     MSE, best of three masks for single clicks), averaged over objects and summed over correction steps.
-    Validation/test: each GT instance is predicted from its oracle prompt (tight box or centre click), mapped back to
-    the original image size, and scored by ``COCOeval`` (``val/segm_AP``, ``val/bbox_AP``, ...) and mean IoU
-    (``val/mIoU``) against the data module's COCO annotations. Prediction returns COCO results entries (see
-    :class:`samlab.models.sam.writers.COCOResultsWriter`).
+    Validation/test: each GT instance is predicted from its oracle prompt (``PromptConfig.eval_mode``: its COCO box,
+    that box's centre or its mask's centre click), or each detection of a ``detections`` file from its box, mapped
+    back to the original image size, and scored by ``COCOeval`` (``val/segm_AP``, ``val/bbox_AP``, ...) over the
+    evaluated images and mean IoU (``val/mIoU``, oracle prompts) against the data module's COCO annotations.
+    Prediction returns COCO results entries (see :class:`samlab.models.sam.writers.COCOResultsWriter`).
 
     Args:
         variant: ``vit_b``, ``vit_l`` or ``vit_h`` (``backend: sam``); a SAM 2 variant such as ``sam2.1_hiera_b+``

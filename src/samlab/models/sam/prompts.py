@@ -1,10 +1,12 @@
-"""Prompts from ground truth for SAM prompt fine-tuning: jittered boxes, clicks inside the mask, correction clicks.
+"""Prompts for SAM prompt fine-tuning and evaluation: jittered boxes, clicks inside the mask, box-centre clicks,
+correction clicks, and the evaluation prompts (COCO or detection boxes, their centres, mask centres).
 
 The samplers are SAM 2's training ones from :mod:`samlab.models.sam2.prompts` (box jitter of 10 % of the box side
 capped at 20 px, clicks drawn uniformly from a region); this module decides which object gets which prompt and keeps
 them in one padded layout, :class:`Prompts`, that segment_anything's prompt encoder takes as is. Coordinates are
-``(x, y)`` pixel indices in the model input (the prompt encoder adds the half-pixel offset); point labels are
-1 positive, 0 negative, -1 padding.
+``(x, y)`` pixel indices in the model input (the prompt encoder adds the half-pixel offset); COCO boxes (and the
+training boxes of :func:`mask_boxes`) are passed in COCO's convention, the far corner one past the last pixel, as
+segment_anything's ``SamPredictor`` passes them; point labels are 1 positive, 0 negative, -1 padding.
 """
 
 from __future__ import annotations
