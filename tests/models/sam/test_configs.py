@@ -68,6 +68,7 @@ def test_detectron2_config_is_the_reference_recipe():
     assert model["freeze_image_encoder"] and model["freeze_prompt_encoder"] and not model["freeze_mask_decoder"]
     assert model["loss_weights"] == {"weight_focal": 0.0, "weight_dice": 1.0, "weight_iou": 0.0}
     assert model["dice_reduction"] == "image" and model["lr"] == 1.6e-4 and model["weight_decay"] == 0.1
+    assert model["decay_biases"] and model["variant"] == "vit_h" and model["result_score"] == "predicted_iou"
     assert model["prompts"] == {
         "mode": "box",
         "box_noise": 0.0,

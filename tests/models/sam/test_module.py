@@ -344,3 +344,16 @@ def test_an_image_without_instances_is_evaluated_with_no_prompt(coco_root, eval_
     first, second = module.predict_objects(empty, gt)[:2]
     assert len(first.prompts) == 0 and first.masks.shape == (0, *batch.orig_sizes[0].tolist())
     assert len(second.prompts) == int((batch.clip_index == 1).sum())
+
+
+@pytest.mark.parametrize("decay_biases", [False, True])
+def test_weight_decay_groups(decay_biases):
+    module = SAMPromptModule(image_size=SIZE, encoder=TINY, weight_decay=0.1, decay_biases=decay_biases)
+    module._trainer = L.Trainer(accelerator="cpu", max_steps=10, logger=False, enable_checkpointing=False)
+    groups = module.configure_optimizers()["optimizer"].param_groups
+    decayed = {id(p) for g in groups if g["weight_decay"] == 0.1 for p in g["params"]}
+    params = dict(module.model.named_parameters())
+    assert id(params["mask_decoder.output_upscaling.1.weight"]) not in decayed  # LayerNorm2d
+    assert id(params["mask_decoder.transformer.norm_final_attn.bias"]) not in decayed  # LayerNorm
+    assert id(params["mask_decoder.iou_prediction_head.layers.0.weight"]) in decayed
+    assert (id(params["mask_decoder.iou_prediction_head.layers.0.bias"]) in decayed) == decay_biases

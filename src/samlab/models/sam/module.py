@@ -125,7 +125,9 @@ class SAMPromptModule(LightningModule):
             over all objects of an image, ``1 - (2 sum(p t) + 1e-6) / (sum(p) + sum(t) + 1e-6)``, averaged over the
             images: the Detectron2-SAM integration's loss).
         lr: AdamW peak learning rate.
-        weight_decay: AdamW weight decay (not on biases, norms and embeddings).
+        weight_decay: AdamW weight decay (not on position tables, norms and biases).
+        decay_biases: decay the biases too (Detectron2's ``get_default_optimizer_params`` exempts only norms and
+            the position tables).
         warmup_steps: linear warm-up steps, then cosine decay to ``min_lr_ratio * lr`` over the run.
         min_lr_ratio: final learning rate as a fraction of ``lr``.
         lr_milestones: optimiser steps at which the learning rate is multiplied by ``lr_gamma`` instead of the
@@ -162,6 +164,7 @@ class SAMPromptModule(LightningModule):
         dice_reduction: Literal["object", "image"] = "object",
         lr: float = 1e-4,
         weight_decay: float = 0.01,
+        decay_biases: bool = False,
         warmup_steps: int = 0,
         min_lr_ratio: float = 0.1,
         lr_milestones: list[int] | None = None,
@@ -561,14 +564,27 @@ class SAMPromptModule(LightningModule):
 
     # ---------------------------------------------------------------------------------------------- optimiser
     def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW on the trainable parameters (no weight decay on biases, norms and embeddings) with linear warm-up
-        and a per-step cosine decay over the whole run, or :func:`step_lr_factor`'s steps at ``lr_milestones``."""
+        """AdamW on the trainable parameters (no weight decay on position tables, norms and, unless
+        ``decay_biases``, biases) with linear warm-up and a per-step cosine decay over the whole run, or
+        :func:`step_lr_factor`'s steps at ``lr_milestones``."""
         hp = self.hparams
         trainable = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
         if not trainable:
             raise ValueError("every part of SAM is frozen: nothing to train")
-        decay = [p for name, p in trainable if p.ndim >= 2 and "pos_embed" not in name]
-        no_decay = [p for name, p in trainable if p.ndim < 2 or "pos_embed" in name]
+        norms = {
+            f"{module_name}.{name}" if module_name else name
+            for module_name, module in self.model.named_modules()
+            if "Norm" in type(module).__name__
+            for name, _ in module.named_parameters(recurse=False)
+        }
+
+        def exempt(name: str, param: torch.Tensor) -> bool:
+            if "pos_embed" in name or "rel_pos" in name:
+                return True
+            return name in norms if hp.decay_biases else param.ndim < 2
+
+        decay = [p for name, p in trainable if not exempt(name, p)]
+        no_decay = [p for name, p in trainable if exempt(name, p)]
         groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=hp.lr, betas=(0.9, 0.999))
         if hp.lr_milestones is None:
