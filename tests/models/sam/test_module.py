@@ -323,6 +323,8 @@ def test_detector_prompts_constant_scores_and_all_masks(coco_root, tmp_path):
     assert sorted(r["score"] for r in results) == pytest.approx(sorted(d["score"] for d in expected for _ in range(3)))
     with pytest.raises(ValueError, match="eval_mode"):
         SAMPromptModule(image_size=SIZE, encoder=TINY, detections=str(path), prompts=PromptConfig(mode="point"))
+    with pytest.raises(ValueError, match="multimask to 'always'"):
+        SAMPromptModule(image_size=SIZE, encoder=TINY, predict_all_masks=True)
 
 
 @pytest.mark.parametrize("eval_mode", ["box", "mask_center"])

@@ -139,9 +139,9 @@ class SAMPromptModule(LightningModule):
             is the detector + SAM pipeline's (not an oracle's).
         result_score: the COCO score of a result: ``"predicted_iou"`` (SAM's IoU prediction) or ``"constant"``
             (1.0); with detections it is multiplied by the detection's score.
-        predict_all_masks: ``predict`` writes every mask the decoder answers (three with multimask output, see
-            ``prompts.multimask``), each a results entry with its ``mask_index`` and its own score, instead of the
-            best one.
+        predict_all_masks: ``predict`` writes the three masks the decoder answers to every prompt (needs
+            ``prompts.multimask: always``), each a results entry with its ``mask_index`` and its own score, instead
+            of the best one.
         tta_scales: content scales in (0, 1] of the test-time views (validation, test, predict); ``[1.0]`` = none.
         tta_hflip: also predict each view flipped left-right; the views' probabilities are averaged.
         seed: seed of the prompt sampling (offset by the rank).
@@ -195,6 +195,8 @@ class SAMPromptModule(LightningModule):
             raise ValueError(f"dice_reduction must be 'object' or 'image', got {dice_reduction!r}")
         if result_score not in ("predicted_iou", "constant"):
             raise ValueError(f"result_score must be 'predicted_iou' or 'constant', got {result_score!r}")
+        if predict_all_masks and self.prompts.multimask != "always":
+            raise ValueError("predict_all_masks writes the decoder's three masks: set prompts.multimask to 'always'")
         if detections is not None and self.prompts.evaluation_mode == "mask_center":
             raise ValueError("detections prompt with boxes: set prompts.eval_mode to 'box' or 'box_center'")
         self.views = tta_views(tta_scales or [1.0], tta_hflip)
