@@ -125,7 +125,7 @@ class SAMPromptModule(LightningModule):
             over all objects of an image, ``1 - (2 sum(p t) + 1e-6) / (sum(p) + sum(t) + 1e-6)``, averaged over the
             images: the Detectron2-SAM integration's loss).
         lr: AdamW peak learning rate.
-        weight_decay: AdamW weight decay (not on position tables, norms and biases).
+        weight_decay: AdamW weight decay (not on biases, norms and the absolute position table).
         decay_biases: decay the biases too (Detectron2's ``get_default_optimizer_params`` exempts only norms and
             the position tables).
         warmup_steps: linear warm-up steps, then cosine decay to ``min_lr_ratio * lr`` over the run.
@@ -566,8 +566,8 @@ class SAMPromptModule(LightningModule):
 
     # ---------------------------------------------------------------------------------------------- optimiser
     def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW on the trainable parameters (no weight decay on position tables, norms and, unless
-        ``decay_biases``, biases) with linear warm-up and a per-step cosine decay over the whole run, or
+        """AdamW on the trainable parameters (no weight decay on biases, norms and absolute position tables; with
+        ``decay_biases`` on norms and position tables only) with linear warm-up and a per-step cosine decay over the whole run, or
         :func:`step_lr_factor`'s steps at ``lr_milestones``."""
         hp = self.hparams
         trainable = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
@@ -581,9 +581,9 @@ class SAMPromptModule(LightningModule):
         }
 
         def exempt(name: str, param: torch.Tensor) -> bool:
-            if "pos_embed" in name or "rel_pos" in name:
-                return True
-            return name in norms if hp.decay_biases else param.ndim < 2
+            if hp.decay_biases:  # detectron2's groups with the Detectron2-SAM integration's overrides
+                return name in norms or "pos_embed" in name or "rel_pos" in name
+            return param.ndim < 2 or "pos_embed" in name
 
         decay = [p for name, p in trainable if not exempt(name, p)]
         no_decay = [p for name, p in trainable if exempt(name, p)]
