@@ -567,8 +567,8 @@ class SAMPromptModule(LightningModule):
     # ---------------------------------------------------------------------------------------------- optimiser
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW on the trainable parameters (no weight decay on biases, norms and absolute position tables; with
-        ``decay_biases`` on norms and position tables only) with linear warm-up and a per-step cosine decay over the whole run, or
-        :func:`step_lr_factor`'s steps at ``lr_milestones``."""
+        ``decay_biases`` on norms and position tables only) with linear warm-up and a per-step cosine decay over
+        the whole run, or :func:`step_lr_factor`'s steps at ``lr_milestones``."""
         hp = self.hparams
         trainable = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
         if not trainable:
