@@ -33,10 +33,11 @@ format:
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-# The figures of docs/benchmarks.md: data pipeline on synthetic 720p MOSE videos, then VOS evaluation speed.
+# The figures of docs/benchmarks.md: data pipeline on synthetic 720p MOSE videos, then VOS and COCO evaluation speed.
 BENCH_DIR ?= /tmp/samlab-bench
 bench:
 	rm -rf $(BENCH_DIR) && mkdir -p $(BENCH_DIR)
 	$(BIN)/samlab data synth --format mose $(BENCH_DIR)/mose720 --videos 4 --frames 12 --size 720 1280 --objects 3
 	$(BIN)/samlab bench data --format mose $(BENCH_DIR)/mose720 --num-frames 8 --size 1024 --json
 	$(BIN)/python benchmarks/bench_eval_vos.py --videos 4 --frames 50
+	$(BIN)/python benchmarks/bench_eval_coco.py --images 5000 --objects 7

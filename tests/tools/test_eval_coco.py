@@ -1,4 +1,5 @@
 import contextlib
+import importlib.util
 import io
 import json
 
@@ -26,7 +27,7 @@ def results_file(coco_root, tmp_path):
                 "image_id": ann["image_id"],
                 "category_id": ann["category_id"],
                 "segmentation": encode_rle(mask),
-                "bbox": [x0 + k % 2, y0, x1 - x0, y1 - y0],
+                "bbox": [x0 + k % 2, y0, x1 - x0 + 24 * (k % 2), y1 - y0 + 20 * (k % 2)],  # box area != mask area
                 "score": 1.0 - 0.03 * k,
             }
         )
@@ -36,27 +37,34 @@ def results_file(coco_root, tmp_path):
 
 
 def _pycocotools(gt_file, pred_file, iou_type):
+    """The oracle: pycocotools itself on the same files (results with a bbox take their area from it)."""
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(gt_file))
-        results = json.loads(pred_file.read_text())
-        if iou_type == "segm":
-            results = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
-        ev = COCOeval(gt, gt.loadRes(results), iou_type)
+        ev = COCOeval(gt, gt.loadRes(str(pred_file)), iou_type)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
     return ev.stats.tolist()
 
 
+@pytest.mark.parametrize(
+    "engine",
+    [
+        "pycocotools",
+        pytest.param(
+            "faster_coco_eval",
+            marks=pytest.mark.skipif(importlib.util.find_spec("faster_coco_eval") is None, reason="not installed"),
+        ),
+    ],
+)
 @pytest.mark.parametrize("iou_type", ["segm", "bbox"])
-def test_eval_coco_equals_pycocotools(coco_root, results_file, capsys, iou_type):
+def test_eval_coco_equals_pycocotools(coco_root, results_file, capsys, iou_type, engine):
     gt_file = coco_root / "annotations" / "instances.json"
-    assert (
-        main(["eval", "coco", "--gt", str(gt_file), "--pred", str(results_file), "--iou-type", iou_type, "--json"]) == 0
-    )
+    command = ["eval", "coco", "--gt", str(gt_file), "--pred", str(results_file), "--iou-type", iou_type, "--json"]
+    assert main([*command, "--engine", engine]) == 0
     printed = json.loads(capsys.readouterr().out)
     expected = _pycocotools(gt_file, results_file, iou_type)
-    assert printed["stats"] == pytest.approx(expected, abs=0, rel=0)
+    assert printed["stats"] == pytest.approx(expected, abs=1e-12, rel=1e-12)
     assert printed["AP"] == expected[0] and printed["AP50"] == expected[1] and printed["ARl"] == expected[11]
     assert 0.0 < expected[0] < 1.0  # a perturbed prediction: neither perfect nor useless
 
@@ -70,3 +78,19 @@ def test_eval_coco_table_and_bad_file(coco_root, results_file, tmp_path, capsys)
     broken.write_text(json.dumps({"not": "a list"}))
     assert main(["eval", "coco", "--gt", str(gt_file), "--pred", str(broken)]) == 2
     assert "broken.json: not a COCO results file" in capsys.readouterr().err
+
+
+def test_eval_coco_takes_the_area_from_the_bbox_as_pycocotools(coco_root, results_file, tmp_path, capsys):
+    """The known difference of samlab before issue 13: with a bbox, pycocotools' area is the box's (w * h) also for
+    segm; without one, the mask's. Same matches, other small/medium/large ranges."""
+    gt_file = coco_root / "annotations" / "instances.json"
+    no_box = tmp_path / "no_box.json"
+    no_box.write_text(
+        json.dumps([{k: v for k, v in r.items() if k != "bbox"} for r in json.loads(results_file.read_text())])
+    )
+    printed = {}
+    for name, path in (("box", results_file), ("mask", no_box)):
+        assert main(["eval", "coco", "--gt", str(gt_file), "--pred", str(path), "--json"]) == 0
+        printed[name] = json.loads(capsys.readouterr().out)["stats"]
+        assert printed[name] == pytest.approx(_pycocotools(gt_file, path, "segm"), abs=1e-12, rel=1e-12)
+    assert printed["box"][:3] == printed["mask"][:3] and printed["box"] != printed["mask"]

@@ -1,5 +1,5 @@
-"""The SAM configs run: configs/sam_coco_box.yaml and configs/sam_coco_point.yaml with tiny overrides (tiny ViT,
-64 px, synthetic COCO data, fast_dev_run), and `samlab predict` writes a results file pycocotools loads."""
+"""The SAM configs run: configs/sam_coco_{box,point,detectron2}.yaml with tiny overrides (tiny ViT, 64 px, synthetic
+COCO data, fast_dev_run), and `samlab predict` writes mask and box results files pycocotools loads."""
 
 from __future__ import annotations
 
@@ -56,10 +56,28 @@ def _override(tmp_path: Path, coco_root: Path, **trainer) -> Path:
     return path
 
 
-@pytest.mark.parametrize("config", ["sam_coco_box.yaml", "sam_coco_point.yaml"])
+@pytest.mark.parametrize("config", ["sam_coco_box.yaml", "sam_coco_point.yaml", "sam_coco_detectron2.yaml"])
 def test_shipped_config_runs(config, tmp_path, coco_root):
     override = _override(tmp_path, coco_root, fast_dev_run=1, callbacks=[])
     main(["fit", "--config", str(CONFIGS / config), "--config", str(override)])
+
+
+def test_detectron2_config_is_the_reference_recipe():
+    init = yaml.safe_load((CONFIGS / "sam_coco_detectron2.yaml").read_text())
+    model, trainer = init["model"]["init_args"], init["trainer"]
+    assert model["freeze_image_encoder"] and model["freeze_prompt_encoder"] and not model["freeze_mask_decoder"]
+    assert model["loss_weights"] == {"weight_focal": 0.0, "weight_dice": 1.0, "weight_iou": 0.0}
+    assert model["dice_reduction"] == "image" and model["lr"] == 1.6e-4 and model["weight_decay"] == 0.1
+    assert model["decay_biases"] and model["variant"] == "vit_h" and model["result_score"] == "predicted_iou"
+    assert model["prompts"] == {
+        "mode": "box",
+        "box_noise": 0.0,
+        "num_correction_steps": 0,
+        "eval_mode": "box",
+        "multimask": "never",
+    }
+    assert trainer["devices"] * init["data"]["init_args"]["batch_size"] == 64 and trainer["precision"] == "16-mixed"
+    assert model["lr_milestones"] == [52500, 62500] and trainer["max_steps"] == 67500
 
 
 def test_predict_writes_result_segm_json_that_pycocotools_loads(tmp_path, coco_root):
@@ -71,6 +89,11 @@ def test_predict_writes_result_segm_json_that_pycocotools_loads(tmp_path, coco_r
     override = _override(tmp_path, coco_root, callbacks=[writer])
     main(["predict", "--config", str(CONFIGS / "sam_coco_box.yaml"), "--config", str(override)])
     results = json.loads((out / "result.segm.json").read_text())
+    boxes = json.loads((out / "result.bbox.json").read_text())
+    assert [{k: v for k, v in r.items() if k != "segmentation"} for r in results] == [
+        {k: v for k, v in b.items() if k != "bbox"} for b in boxes
+    ]
+    assert all(len(b["bbox"]) == 4 and "segmentation" not in b and "bbox" not in r for b, r in zip(boxes, results))
     gt_file = coco_root / "annotations" / "instances.json"
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(gt_file))

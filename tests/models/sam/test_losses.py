@@ -65,3 +65,24 @@ def test_shape_checks():
         SAMPromptLoss()(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1), torch.zeros(1, 5, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match="iou_pred"):
         SAMPromptLoss()(torch.zeros(1, 3, 4, 4), torch.zeros(1, 1), torch.zeros(1, 4, 4, dtype=torch.bool))
+
+
+def test_image_dice_equals_the_detectron2_sam_integrations():
+    """Golden outputs of ``CustomSam.dice_loss`` (tests/models/sam/golden/README.md): one soft Dice over all masks
+    of an image, from sums that add up over chunks of the masks."""
+    import json
+    from pathlib import Path
+
+    from samlab.models.sam.losses import dice_from_sums, soft_dice_sums
+
+    golden = json.loads((Path(__file__).parent / "golden" / "detectron2_sam_dice.json").read_text())
+    losses = []
+    for image in golden["images"]:
+        prob, target = torch.tensor(image["prob"]), torch.tensor(image["target"]).bool()
+        logits = torch.logit(prob.double()).float()
+        whole = dice_from_sums(soft_dice_sums(logits, target))
+        chunked = dice_from_sums(soft_dice_sums(logits[:1], target[:1]) + soft_dice_sums(logits[1:], target[1:]))
+        assert float(whole) == pytest.approx(image["dice_loss"], rel=1e-6)
+        assert float(chunked) == pytest.approx(image["dice_loss"], rel=1e-6)
+        losses.append(float(whole))
+    assert sum(losses) / len(losses) == pytest.approx(golden["batch_loss"], rel=1e-6)

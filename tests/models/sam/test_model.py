@@ -12,7 +12,7 @@ from samlab.models.sam.model import (
     freeze,
     load_sam_checkpoint,
 )
-from samlab.models.sam.prompts import oracle_prompts
+from samlab.models.sam.prompts import evaluation_prompts, mask_boxes
 
 TINY = EncoderSize(32, 2, 2, (1,))
 
@@ -30,9 +30,9 @@ def test_decode_shapes_and_multimask():
     assert features.embedding.shape == (1, 256, 4, 4) and features.high_res == []
     masks = torch.zeros(3, 64, 64, dtype=torch.bool)
     masks[:, 10:30, 20:40] = True
-    logits, iou = decode(sam, features, oracle_prompts(masks, "box"))
+    logits, iou = decode(sam, features, evaluation_prompts("box", mask_boxes(masks), None))
     assert logits.shape == (3, 1, 16, 16) and iou.shape == (3, 1)
-    logits, iou = decode(sam, features, oracle_prompts(masks, "point"), multimask=True)
+    logits, iou = decode(sam, features, evaluation_prompts("mask_center", None, masks), multimask=True)
     assert logits.shape == (3, 3, 16, 16)
     with pytest.raises(ValueError, match="multiple of 16"):
         build_sam(image_size=72)

@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from samlab.models.sam.prompts import PromptConfig, Prompts, correction_click, oracle_prompts, sample_prompts
+from samlab.models.sam.prompts import (
+    PromptConfig,
+    Prompts,
+    correction_click,
+    evaluation_prompts,
+    mask_boxes,
+    sample_prompts,
+)
 
 
 def _masks():
@@ -16,7 +23,7 @@ def test_box_prompts_jitter_within_ten_percent_capped():
     masks = _masks()
     prompts = sample_prompts(masks, PromptConfig(mode="box"), torch.Generator().manual_seed(0))
     assert prompts.has_box.all() and prompts.points.shape[1] == 0
-    tight = oracle_prompts(masks, "box").boxes
+    tight = sample_prompts(masks, PromptConfig(mode="box", box_noise=0.0)).boxes
     assert tight[0].tolist() == [10, 5, 29, 14]
     sides = torch.stack([tight[:, 2] - tight[:, 0], tight[:, 3] - tight[:, 1]], 1).repeat(1, 2)
     bound = torch.clamp(0.1 * sides, max=20.0)
@@ -25,7 +32,9 @@ def test_box_prompts_jitter_within_ten_percent_capped():
     big = torch.zeros(1, 600, 600, dtype=torch.bool)
     big[0, 50:550, 50:550] = True
     jittered = sample_prompts(big, PromptConfig(mode="box"), torch.Generator().manual_seed(1)).boxes
-    assert ((jittered - oracle_prompts(big, "box").boxes).abs() <= 20.0).all()  # 10 % of 500 is capped at 20
+    assert (
+        (jittered - sample_prompts(big, PromptConfig(box_noise=0.0)).boxes).abs() <= 20.0
+    ).all()  # 10 % of 500 is capped at 20
 
 
 def test_point_prompts_count_and_place_clicks():
@@ -59,7 +68,7 @@ def test_mix_draws_boxes_with_box_prob_and_groups_split_decoder_calls():
 
 def test_oracle_point_is_the_mask_centre_and_correction_click_hits_the_error():
     masks = _masks()
-    prompts = oracle_prompts(masks[:1], "point")
+    prompts = evaluation_prompts("mask_center", None, masks[:1])
     assert prompts.point_labels.tolist() == [[1]]
     x, y = prompts.points[0, 0].tolist()
     assert 14 <= x <= 25 and 8 <= y <= 11
@@ -87,4 +96,33 @@ def test_prompts_select_drops_padding_columns_and_config_checks():
         PromptConfig(mode="scribble")
     with pytest.raises(ValueError, match="max_points"):
         PromptConfig(max_points=0)
-    assert PromptConfig(mode="mix").evaluation_mode == "box" and PromptConfig(mode="point").evaluation_mode == "point"
+    assert PromptConfig(mode="mix").evaluation_mode == "box"
+    assert PromptConfig(mode="point").evaluation_mode == "mask_center"
+    assert PromptConfig(mode="box_center").evaluation_mode == "box_center"
+    with pytest.raises(ValueError, match="eval_mode"):
+        PromptConfig(eval_mode="point")
+    with pytest.raises(ValueError, match="multimask"):
+        PromptConfig(multimask="sometimes")
+
+
+def test_mask_boxes_are_cocos_and_box_center_clicks_their_centre():
+    masks = _masks()
+    boxes = mask_boxes(masks)
+    assert boxes.tolist() == [[10, 5, 30, 15], [0, 20, 50, 40], [47, 0, 50, 3]]  # pycocotools' toBbox, as xyxy
+    assert mask_boxes(torch.zeros(1, 4, 4, dtype=torch.bool)).tolist() == [[0, 0, 0, 0]]
+    train = sample_prompts(masks, PromptConfig(mode="box_center"), torch.Generator().manual_seed(0))
+    assert train.points.tolist() == [[[20.0, 10.0]], [[25.0, 30.0]], [[48.5, 1.5]]]
+    assert train.point_labels.tolist() == [[1], [1], [1]] and not train.has_box.any()
+    coco = torch.tensor([[10.0, 5.0, 30.5, 15.0]])  # a COCO box (continuous), scaled to the input
+    assert evaluation_prompts("box", coco, None).boxes.tolist() == coco.tolist()
+    assert evaluation_prompts("box_center", coco, None).points.tolist() == [[[20.25, 10.0]]]
+    with pytest.raises(ValueError, match="ground-truth masks"):
+        evaluation_prompts("mask_center", coco, None)
+
+
+def test_multimask_policy_decides_the_groups():
+    prompts = sample_prompts(_masks(), PromptConfig(mode="mix", box_prob=0.5), torch.Generator().manual_seed(0))
+    assert prompts.has_box.any() and prompts.single_click().any()
+    assert [m for _, m in prompts.groups()] == [False, True]
+    assert [m for _, m in prompts.groups("never")] == [False, False]
+    assert [m for _, m in prompts.groups("always")] == [True, True]

@@ -1,4 +1,5 @@
-"""SAM's training loss for prompted masks: ``20 * focal + dice + MSE(predicted IoU, real IoU)``, best of multimask.
+"""SAM's training loss for prompted masks: ``20 * focal + dice + MSE(predicted IoU, real IoU)``, best of multimask;
+and the image-level soft Dice of the Detectron2-SAM integration (:func:`soft_dice_sums`, :func:`dice_from_sums`).
 
 Built on the generic pieces of :mod:`samlab.losses`. Unlike :class:`samlab.losses.SAM2Loss` it returns sums over
 objects and leaves the division to the caller, because SAM's objects are decoded in chunks and the per-image object
@@ -82,3 +83,22 @@ class SAMPromptLoss(nn.Module):
             + self.weight_iou * losses["loss_iou"]
         )
         return losses, best
+
+
+DICE_EPS = 1e-6
+"""The smoothing of the Detectron2-SAM integration's Dice (``CustomSam.dice_loss``)."""
+
+
+def soft_dice_sums(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``[2]`` float32: ``sum(p t)`` and ``sum(p) + sum(t)`` over every pixel of ``[n, H, W]`` mask logits
+    (``p`` their sigmoid) and ``[n, H, W]`` bool (or 0/1) targets: the parts of one soft Dice over several masks,
+    which add up over chunks of the masks."""
+    prob = logits.float().sigmoid()
+    target = targets.to(prob.dtype)
+    return torch.stack([(prob * target).sum(), prob.sum() + target.sum()])
+
+
+def dice_from_sums(sums: torch.Tensor, eps: float = DICE_EPS) -> torch.Tensor:
+    """The soft Dice loss ``1 - (2 sum(p t) + eps) / (sum(p) + sum(t) + eps)`` of :func:`soft_dice_sums`'
+    ``[2]`` sums (one Dice over all the masks they were summed over)."""
+    return 1 - (2 * sums[0] + eps) / (sums[1] + eps)
