@@ -24,7 +24,7 @@ MODEL = {
         "fusion_blocks": 1,
         "fc_channels": 32,
         "anchor_scale": 2.0,
-        "tracker": {"init_score_thr": 0.5, "obj_score_thr": 0.3, "match_score_thr": 0.3, "with_cats": False},
+        "tracker": {"init_score_thr": 0.5, "obj_score_thr": 0.3, "match_score_thr": 0.3},
     },
 }
 
