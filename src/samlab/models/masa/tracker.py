@@ -22,6 +22,7 @@ uses it, ``MasaBDDTracker`` uses it and defaults to off.
 from __future__ import annotations
 
 import importlib
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -74,7 +75,7 @@ def row_softmax(embeds: torch.Tensor, memo_embeds: torch.Tensor) -> torch.Tensor
 
 
 @dataclass
-class _EmbeddingTracker:
+class _EmbeddingTracker(ABC):
     """Memory, score order, greedy matching and track start shared by :class:`MASATracker` and
     :class:`MASABDDTracker`; subclasses remove duplicates and score matches."""
 
@@ -98,9 +99,9 @@ class _EmbeddingTracker:
         self.tracks = {}
         self.num_tracks = 0
 
+    @abstractmethod
     def _keep(self, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``[N]`` bool keep-mask of the score-sorted detections (duplicate removal)."""
-        raise NotImplementedError
 
     def _memory(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Memory entries: ids ``[M]`` (-1 for entries that are no track), boxes, embeddings, labels."""
@@ -112,6 +113,7 @@ class _EmbeddingTracker:
             torch.tensor([self.tracks[i].label for i in ids], dtype=torch.long),
         )
 
+    @abstractmethod
     def _match_scores(
         self,
         frame_id: int,
@@ -121,7 +123,6 @@ class _EmbeddingTracker:
         memo_embeds: torch.Tensor,
     ) -> torch.Tensor:
         """``[N, M]`` match scores of the frame's detections against the memory."""
-        raise NotImplementedError
 
     def _low_score_match(self, conf: torch.Tensor) -> int:
         """The id given to a detection whose best match (score ``conf``) is a track but whose own score is too low
