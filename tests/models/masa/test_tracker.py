@@ -181,3 +181,17 @@ def test_build_tracker_presets_class_paths_and_errors():
         MASABDDTracker(match_metric="l2")
     with pytest.raises(ValueError, match="max_distance"):
         MASATracker(max_distance=-5)
+
+
+def test_yaml_tracker_block_selects_the_tracker():
+    """``model.init_args.tracker`` of a config: a preset (demo gating, BDD) or a class_path."""
+    from samlab.models.masa.module import MASAModule
+
+    tiny = {"backbone": "resnet18", "image_size": 64, "channels": 16, "fusion_blocks": 1, "fc_channels": 32}
+    demo = MASAModule(**tiny, tracker={"preset": "demo"}).make_tracker()
+    assert isinstance(demo, MASATracker) and (demo.max_distance, demo.fps) == (100, 30)
+    path = {"class_path": "samlab.models.masa.tracker.MASABDDTracker", "init_args": {"memo_backdrop_frames": 2}}
+    bdd = MASAModule(**tiny, tracker=path).make_tracker()
+    assert isinstance(bdd, MASABDDTracker) and bdd.memo_backdrop_frames == 2
+    with pytest.raises(ValueError, match="unknown tracker preset"):
+        MASAModule(**tiny, tracker={"preset": "sort"})
