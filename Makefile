@@ -15,6 +15,7 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(PIP_ENV) $(BIN)/python -m pip install --quiet -e ".[dev]"
 	$(PIP_ENV) $(BIN)/python -m pip install --quiet --no-deps trackeval
+	$(PIP_ENV) $(BIN)/python -m pip install --quiet --no-deps ultralytics ultralytics-thop
 
 quickstart:
 	$(BIN)/samlab fit --config configs/quickstart.yaml

@@ -1,14 +1,15 @@
-"""TrackEval-backed tracking scores on tiny sequences whose scores are known by hand."""
+"""TrackEval-backed tracking scores (MOTChallenge, BDD100K) on tiny sequences whose scores are known by hand."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from samlab.data.formats.mot import write_seqinfo
 from samlab.errors import DataError
-from samlab.metrics.tracking import evaluate_mot, list_sequences
+from samlab.metrics.tracking import BDD100K_CLASSES, evaluate_bdd100k, evaluate_mot, list_sequences
 
 # Two objects visible on all 4 frames, far apart: (frame, id, x, y, w, h).
 GT_ROWS = [(f, i, 0 if i == 1 else 50, 0 if i == 1 else 50, 10, 10) for f in range(1, 5) for i in (1, 2)]
@@ -83,3 +84,44 @@ def test_bad_input_names_the_file(tmp_path: Path) -> None:
         evaluate_mot(tmp_path / "GT", tmp_path / "PRED")
     with pytest.raises(DataError, match="no sequence found"):
         evaluate_mot(tmp_path / "PRED", tmp_path / "PRED")
+
+
+def _bdd_sequence(folder: Path, labels_per_frame: list[list[tuple[str, str, float]]]) -> None:
+    """``folder/s.json``: BDD100K frames whose labels are (id, category, x) boxes 20 px wide."""
+    frames = [
+        {
+            "name": f"s-{i}.jpg",
+            "videoName": "s",
+            "index": i,
+            "labels": [
+                {"id": lid, "category": cat, "box2d": {"x1": x, "y1": 0.0, "x2": x + 20, "y2": 20.0}}
+                for lid, cat, x in labels
+            ],
+        }
+        for i, labels in enumerate(labels_per_frame)
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "s.json").write_text(json.dumps(frames))
+
+
+def test_bdd100k_scores_are_class_averages(tmp_path: Path) -> None:
+    _bdd_sequence(tmp_path / "GT", [[("1", "car", 0.0), ("2", "pedestrian", 50.0)]] * 4)
+    # The car is tracked perfectly; the pedestrian switches id at frame 2.
+    pred = [[("1", "car", 0.0), ("7" if i < 2 else "8", "pedestrian", 50.0)] for i in range(4)]
+    _bdd_sequence(tmp_path / "PRED", pred)
+    result = evaluate_bdd100k(tmp_path / "GT", tmp_path / "PRED")
+    assert result["per_class"]["car"]["MOTA"] == pytest.approx(100)
+    assert result["per_class"]["pedestrian"]["MOTA"] == pytest.approx(75)  # (4 TP - 1 switch) / 4
+    assert result["per_class"]["pedestrian"]["IDF1"] == pytest.approx(50)
+    # TrackEval averages over BDD100K's 8 classes, those without ground truth counting 0.
+    assert set(result["per_class"]) == set(BDD100K_CLASSES)
+    assert result["mMOTA"] == pytest.approx((100 + 75) / 8)
+    assert result["mIDF1"] == pytest.approx((100 + 50) / 8)
+    assert result["MOTA"] == pytest.approx(100 * 7 / 8)  # over all detections
+
+
+def test_bdd100k_missing_result_names_the_file(tmp_path: Path) -> None:
+    _bdd_sequence(tmp_path / "GT", [[("1", "car", 0.0)]])
+    (tmp_path / "PRED").mkdir()
+    with pytest.raises(DataError, match=r"s\.json: sequence 's': file is missing"):
+        evaluate_bdd100k(tmp_path / "GT", tmp_path / "PRED")

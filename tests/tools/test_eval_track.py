@@ -57,3 +57,70 @@ def test_cli_missing_prediction_is_a_clear_error(mot_pair: tuple[Path, Path], ca
     (pred / "b.txt").unlink()
     assert main(["eval", "track", "--gt", str(gt), "--pred", str(pred)]) == 1
     assert "b.txt: sequence 'b': file is missing" in capsys.readouterr().err
+
+
+def test_cli_teta_prints_the_metric(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gt = {
+        "videos": [{"id": 1, "name": "v"}],
+        "images": [{"id": i, "video_id": 1, "frame_index": i} for i in (1, 2)],
+        "annotations": [
+            {"id": i, "image_id": i, "track_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]} for i in (1, 2)
+        ],
+        "categories": [{"id": 1, "name": "car"}],
+    }
+    # An id switch at frame 2: AssocA 50, the rest perfect.
+    results = [{"image_id": i, "track_id": i, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9} for i in (1, 2)]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    args = [
+        "eval",
+        "track",
+        "--metric",
+        "teta",
+        "--gt",
+        str(tmp_path / "gt.json"),
+        "--pred",
+        str(tmp_path / "res.json"),
+    ]
+    assert main([*args, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["TETA"], printed["LocA"], printed["AssocA"], printed["ClsA"]) == pytest.approx(
+        (250 / 3, 100, 50, 100)
+    )
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["class", "TETA", "LocA", "AssocA", "ClsA"]
+    assert lines[1].split() == ["car", "83.33", "100.00", "50.00", "100.00"] and lines[2].split()[0] == "ALL"
+    results[1]["image_id"] = 7
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    assert main(args) == 1
+    assert "res.json: results[1]: image 7 is not in the ground truth" in capsys.readouterr().err
+
+
+def test_cli_bdd100k(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    frames = [
+        {
+            "name": f"s-{i}.jpg",
+            "videoName": "s",
+            "index": i,
+            "labels": [{"id": "1", "category": "car", "box2d": {"x1": 0.0, "y1": 0.0, "x2": 20.0, "y2": 20.0}}],
+        }
+        for i in range(3)
+    ]
+    for folder in ("GT", "PRED"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "s.json").write_text(json.dumps(frames))
+    args = ["eval", "track", "--metric", "bdd100k", "--gt", str(tmp_path / "GT"), "--pred", str(tmp_path / "PRED")]
+    assert main([*args, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["per_class"]["car"]["MOTA"] == pytest.approx(100) and printed["mMOTA"] == pytest.approx(100 / 8)
+    assert main(args) == 0
+    assert capsys.readouterr().out.splitlines()[0].split() == [
+        "class",
+        "mHOTA",
+        "mMOTA",
+        "mIDF1",
+        "HOTA",
+        "MOTA",
+        "IDF1",
+    ]

@@ -30,7 +30,7 @@ from samlab.tools.mot_from_masks import write_mot_sequences
 from samlab.tools.track import list_frames, track_frames
 
 TINY_SAM = {"embed_dim": 64, "depth": 4, "num_heads": 2, "global_attn_indexes": [0, 1, 2, 3], "window_size": 4}
-TRACKER = {"init_score_thr": 0.0001, "obj_score_thr": 0.0001, "match_score_thr": 0.3, "with_cats": False}
+TRACKER = {"init_score_thr": 0.0001, "obj_score_thr": 0.0001, "match_score_thr": 0.3}
 
 
 def _scores(module, mot_root, out, tracker=None):

@@ -271,16 +271,17 @@ def detections_from_ultralytics(result: Any) -> FrameDetections:
     )
 
 
-def write_mot_results(path: PathLike, rows: Iterable[tuple[int, int, Sequence[float], float]]) -> None:
+def write_mot_results(path: PathLike, rows: Iterable[Sequence[Any]]) -> None:
     """Write tracks as MOTChallenge results, one line ``frame,id,x,y,w,h,score,-1,-1,-1`` per row.
 
-    ``rows``: ``(frame (1-based), track id, box x1 y1 x2 y2 in pixels, score)`` in the order to write; streamed,
-    so a generator works. The parent folder is created.
+    ``rows``: ``(frame (1-based), track id, box x1 y1 x2 y2 in pixels, score, ...)`` in the order to write (fields
+    after the fourth, such as a label or mask, are not written); streamed, so a generator works. The parent folder
+    is created.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-        for frame, track_id, box, score in rows:
+        for frame, track_id, box, score, *_ in rows:
             x1, y1, x2, y2 = (float(v) for v in box)
             box_text = f"{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f}"
             f.write(f"{int(frame)},{int(track_id)},{box_text},{float(score):.4f},-1,-1,-1\n")

@@ -16,7 +16,7 @@ from lightning.pytorch import LightningModule
 from samlab.data.pairs import PairBatch
 from samlab.models.masa.backbones import build_backbone
 from samlab.models.masa.model import MASAModel, matching_accuracy
-from samlab.models.masa.tracker import MASATracker
+from samlab.models.masa.tracker import Tracker, build_tracker
 from samlab.visualize import draw_boxes, frame_strip, object_colors, to_uint8_image
 
 
@@ -39,7 +39,8 @@ class MASAModule(LightningModule):
         warmup_iters / warmup_ratio: linear warm-up from ``warmup_ratio * lr`` over the first optimizer steps.
         milestones / gamma: the learning rate is multiplied by ``gamma`` at each of these epochs.
         loss_weights: weights of ``loss_track`` (0.25), ``loss_track_aux`` (1) and the detector losses (1 each).
-        tracker: :class:`MASATracker` settings used by :meth:`make_tracker` (``samlab track``).
+        tracker: tracker settings (:func:`~samlab.models.masa.tracker.build_tracker`: MASATracker keywords, a
+            ``preset``, or a ``class_path``) used by :meth:`make_tracker` (``samlab track``).
     """
 
     def __init__(
@@ -77,12 +78,12 @@ class MASAModule(LightningModule):
         self.milestones = list(milestones) if milestones is not None else [8, 11]
         self.loss_weights = {"loss_track": 0.25, "loss_track_aux": 1.0, **(loss_weights or {})}
         self.tracker_settings = dict(tracker or {})
-        MASATracker(**self.tracker_settings)  # bad tracker settings fail at start-up, not when tracking
+        build_tracker(self.tracker_settings)  # bad tracker settings fail at start-up, not when tracking
         self._val_counts = [0, 0]
 
-    def make_tracker(self) -> MASATracker:
-        """A fresh :class:`MASATracker` with this module's ``tracker`` settings."""
-        return MASATracker(**self.tracker_settings)
+    def make_tracker(self) -> Tracker:
+        """A fresh tracker of this module's ``tracker`` settings (:func:`~samlab.models.masa.tracker.build_tracker`)."""
+        return build_tracker(self.tracker_settings)
 
     def training_step(self, batch: PairBatch, batch_idx: int) -> torch.Tensor:
         losses = self.model.loss(
