@@ -69,7 +69,7 @@ def test_sample_track_rois_thresholds_and_limits():
 @pytest.mark.parametrize(
     ("name", "options", "channels", "strides"),
     [
-        ("resnet18", {}, [128, 256, 512], [8, 16, 32]),
+        ("resnet18", {}, [64, 128, 256, 512], [4, 8, 16, 32]),
         ("sam", {"overrides": TINY_SAM}, [32] * 4, [16] * 4),
         (
             "sam2",

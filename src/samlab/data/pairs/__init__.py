@@ -6,7 +6,7 @@ sample and batch layout, collate) and :mod:`~samlab.data.pairs.datamodule` (the 
 are COCO instance files (e.g. ``samlab data sa1b-to-coco`` output) or SA-1B folders.
 """
 
-from samlab.data.pairs.augment import PairAugment, warp_view
+from samlab.data.pairs.augment import PairAugment, ViewParams, fit_params, render_view, warp_view
 from samlab.data.pairs.batch import PairBatch, PairSample, View, collate_pairs
 from samlab.data.pairs.datamodule import MASAPairDataModule
 from samlab.data.pairs.dataset import PairDataset
@@ -18,6 +18,9 @@ __all__ = [
     "PairDataset",
     "PairSample",
     "View",
+    "ViewParams",
     "collate_pairs",
+    "fit_params",
+    "render_view",
     "warp_view",
 ]

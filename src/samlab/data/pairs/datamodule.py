@@ -29,9 +29,11 @@ class MASAPairDataModule(NormalizeOnDevice, L.LightningDataModule):
         batch_size / val_batch_size: pairs per batch.
         num_workers: DataLoader workers.
         seed: base seed of the augmentations and of the sampler's shuffling.
-        max_instances: annotations kept per image.
+        max_instances: annotations kept per image (None: all, as the reference).
         min_area: smallest visible area (pixels) for an instance to stay in a view.
         repeat: visits of each training image per epoch.
+        samples_per_epoch: training samples per epoch, each from a uniformly drawn image (MASA: 200000 from the
+            500K list); None visits every image ``repeat`` times.
         skip_bad_samples: replace (and count) bad images instead of raising.
         augment: :class:`PairAugment` fields (None: its defaults).
     """
@@ -54,9 +56,10 @@ class MASAPairDataModule(NormalizeOnDevice, L.LightningDataModule):
         val_batch_size: int = 2,
         num_workers: int = 0,
         seed: int = 0,
-        max_instances: int | None = 64,
+        max_instances: int | None = None,
         min_area: int = 4,
         repeat: int = 1,
+        samples_per_epoch: int | None = None,
         skip_bad_samples: bool = False,
         augment: dict | None = None,
     ) -> None:
@@ -73,6 +76,7 @@ class MASAPairDataModule(NormalizeOnDevice, L.LightningDataModule):
         self.max_instances = max_instances
         self.min_area = min_area
         self.repeat = repeat
+        self.samples_per_epoch = samples_per_epoch
         self.skip_bad_samples = skip_bad_samples
         self.augment = PairAugment(**(augment or {}))
         self.datasets: dict[str, PairDataset] = {}
@@ -108,6 +112,7 @@ class MASAPairDataModule(NormalizeOnDevice, L.LightningDataModule):
                 min_area=self.min_area,
                 seed=self.seed,
                 repeat=self.repeat if training else 1,
+                samples_per_epoch=self.samples_per_epoch if training else None,
                 skip_bad_samples=self.skip_bad_samples,
                 fixed=not training,
             )

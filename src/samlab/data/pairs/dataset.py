@@ -2,22 +2,22 @@
 
 Two views of one image give free instance correspondences: an instance keeps its annotation id in both views. An
 instance whose mask vanishes from a view (cropped out, shrunk below ``min_area`` pixels) is dropped from that view;
-only ids present in both views are positives, so nothing is matched to the wrong object. Instances of a mixup
-partner get negative ids, one per (partner image, annotation), shared by the two views of a sample: the same partner
-object is the same id in both views, and no partner id equals an annotation id of the image.
+only ids present in both views are positives, so nothing is matched to the wrong object. Both views of a
+sample are blended with the same mixup partner image (as the reference); its instances get negative ids, one per
+partner annotation, shared by the two views: the same partner object is the same id in both views (a positive),
+and no partner id equals an annotation id of the image.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 from torch.utils.data import Dataset, get_worker_info
 
 from samlab.data.datasets import SampleKey, retry_bad_samples
 from samlab.data.formats.base import Video
-from samlab.data.pairs.augment import PairAugment, warp_view
+from samlab.data.pairs.augment import PairAugment, fit_params, render_view
 from samlab.data.pairs.batch import PairSample, View
 from samlab.data.sampling import read_annotated_frame
 from samlab.errors import DataError
@@ -31,10 +31,14 @@ class PairDataset(Dataset):
         images: the images (one-frame videos); objects are their annotations.
         image_size: side ``S`` of the square views.
         augment: the augmentation of each view; None gives views that are only resized to fit (no randomness).
-        max_instances: annotations kept per image (chosen at random when there are more); None keeps all.
+        max_instances: annotations kept per image (chosen at random when there are more); None keeps all, as
+            the reference.
         min_area: smallest visible mask area in pixels for an instance to stay in a view.
         seed: base seed; sample ``(index, epoch, rank)`` draws from ``(seed, epoch, rank, worker, index, attempt)``.
         repeat: times each image is visited per epoch.
+        samples_per_epoch: draw this many samples per epoch, each from an image chosen uniformly at random (with
+            replacement), instead of visiting every image ``repeat`` times: MASA's ``RandomSampleConcatDataset``
+            (``fixed_length=200000`` from the 500K list).
         skip_bad_samples: replace an image that raises :class:`DataError` (logged, counted in ``skipped``) instead
             of raising.
         return_masks: also give each view's ``[N, S, S]`` masks (for inspection and tests).
@@ -49,10 +53,11 @@ class PairDataset(Dataset):
         images: Sequence[Video],
         image_size: int,
         augment: PairAugment | None = None,
-        max_instances: int | None = 64,
+        max_instances: int | None = None,
         min_area: int = 4,
         seed: int = 0,
         repeat: int = 1,
+        samples_per_epoch: int | None = None,
         skip_bad_samples: bool = False,
         max_skip_retries: int = 20,
         return_masks: bool = False,
@@ -66,13 +71,20 @@ class PairDataset(Dataset):
         self.max_instances = max_instances
         self.min_area = min_area
         self.seed = seed
+        if samples_per_epoch is not None and (samples_per_epoch < 1 or repeat != 1):
+            raise ValueError(
+                f"PairDataset: samples_per_epoch must be >= 1 and excludes repeat, got {samples_per_epoch} / {repeat}"
+            )
         self.repeat = repeat
+        self.samples_per_epoch = samples_per_epoch
         self.skip_bad_samples = skip_bad_samples
         self.max_skip_retries = max_skip_retries
         self.return_masks = return_masks
         self.fixed = fixed
 
     def __len__(self) -> int:
+        if self.samples_per_epoch is not None:
+            return self.samples_per_epoch
         return len(self.images) * self.repeat
 
     def _read(self, index: int, rng: np.random.Generator, limit: int | None) -> tuple[np.ndarray, np.ndarray, list]:
@@ -84,53 +96,53 @@ class PairDataset(Dataset):
         return image, frame_masks.decode(ids), ids
 
     def _view(
-        self, image: np.ndarray, masks: np.ndarray, ids: np.ndarray, rng: np.random.Generator, partner: tuple | None
+        self,
+        image: np.ndarray,
+        masks: np.ndarray,
+        ids: np.ndarray,
+        rng: np.random.Generator,
+        partner: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     ) -> View:
         size = self.image_size
-        height, width = image.shape[:2]
         if self.augment is None:
-            fit = size / max(height, width)
-            matrix = np.array([[fit, 0.0, 0.0], [0.0, fit, 0.0]])
+            params = fit_params(image.shape[:2], size)
         else:
-            matrix = self.augment.matrix(height, width, size, rng)
-        out, out_masks = warp_view(image, masks, matrix, size)
-        if partner is not None:
-            p_image, p_masks, p_ids = partner
-            p_out, p_out_masks = warp_view(p_image, p_masks, self.augment.matrix(*p_image.shape[:2], size, rng), size)
-            alpha = self.augment.mixup_alpha
-            out = cv2.addWeighted(out, 1.0 - alpha, p_out, alpha, 0.0)
-            out_masks = np.concatenate([out_masks, p_out_masks])
-            ids = np.concatenate([ids, p_ids])
-        if self.augment is not None:
-            out = self.augment.jitter_hsv(out, rng)
+            params = self.augment.draw(image.shape[:2], None if partner is None else partner[0].shape[:2], size, rng)
+        alpha = self.augment.mixup_alpha if self.augment is not None else 0.0
+        out, out_masks = render_view(image, masks, params, size, None if partner is None else partner[:2], alpha)
+        if params.partner_matrix is not None and partner is not None:
+            ids = np.concatenate([ids, partner[2]])
         keep = out_masks.reshape(len(out_masks), -1).sum(axis=1) >= self.min_area
         out_masks = out_masks[keep]
         return View(
-            image=np.ascontiguousarray(out),
+            image=out,
             boxes=masks_to_boxes(out_masks).astype(np.float32).reshape(-1, 4),
             instance_ids=ids[keep].astype(np.int64),
             masks=out_masks if self.return_masks else None,
         )
 
     def load(self, index: int, rng: np.random.Generator) -> PairSample:
-        """Read image ``index`` and make its two views with ``rng`` (raises :class:`DataError`)."""
+        """Read the image of sample ``index`` and make its two views with ``rng`` (raises :class:`DataError`).
+
+        With ``samples_per_epoch`` the image is drawn uniformly from ``rng`` (so from the sample's seed); otherwise it
+        is image ``index % len(images)``."""
+        if self.samples_per_epoch is not None:
+            index = int(rng.integers(0, len(self.images)))
         image, masks, ids = self._read(index, rng, self.max_instances)
         video = self.images[index % len(self.images)]
         if not ids:
             raise DataError(video.source, f"image '{video.name}' has no instance")
+        partner = None
+        count = len(self.images)
+        if self.augment is not None and self.augment.mixup_prob > 0 and count > 1:
+            # One partner image per sample, shared by both views (the reference broadcasts its mixup partner), so
+            # that the partner's objects are positives too; its ids are negative, one per partner annotation.
+            other = (index % count + int(rng.integers(1, count))) % count
+            p_image, p_masks, p_ids = self._read(other, rng, self.max_instances)
+            if p_ids:  # the reference does not blend a partner without objects
+                partner = (p_image, p_masks, -1 - np.arange(len(p_ids), dtype=np.int64))
         ids_array = np.asarray(ids, dtype=np.int64)
-        partner_ids: dict[tuple[int, int], int] = {}
-        views = []
-        for _ in range(2):
-            partner = None
-            if self.augment is not None and len(self.images) > 1 and rng.random() < self.augment.mixup_prob:
-                other = (index % len(self.images) + int(rng.integers(1, len(self.images)))) % len(self.images)
-                p_image, p_masks, p_ids = self._read(other, rng, self.max_instances)
-                # One negative id per (partner image, annotation), shared by the two views of this sample.
-                keyed = [partner_ids.setdefault((other, int(i)), -1 - len(partner_ids)) for i in p_ids]
-                partner = (p_image, p_masks, np.asarray(keyed, dtype=np.int64))
-            views.append(self._view(image, masks, ids_array, rng, partner))
-        key, ref = views
+        key, ref = (self._view(image, masks, ids_array, rng, partner) for _ in range(2))
         if not np.isin(key.instance_ids, ref.instance_ids).any():
             raise DataError(video.source, f"image '{video.name}': no instance is visible in both augmented views")
         return PairSample(name=video.name, key=key, ref=ref)
