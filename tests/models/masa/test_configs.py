@@ -41,7 +41,14 @@ TINY_TRAINER = {
 
 @pytest.mark.parametrize("config", MASA_CONFIGS)
 def test_shipped_config_runs(config, tmp_path, coco_root, sa1b_root):
-    data = {"image_size": 64, "batch_size": 2, "val_batch_size": 2, "num_workers": 0, "max_instances": 8}
+    data = {
+        "image_size": 64,
+        "batch_size": 2,
+        "val_batch_size": 2,
+        "num_workers": 0,
+        "max_instances": 8,
+        "samples_per_epoch": 4,
+    }
     if config == "masa_sa1b.yaml":  # COCO files, as `samlab data sa1b-to-coco` writes them
         ann = str(coco_root / "annotations" / "instances.json")
         images = str(coco_root / "images")
@@ -66,19 +73,33 @@ def test_shipped_config_runs(config, tmp_path, coco_root, sa1b_root):
 
 
 def test_recipe_values():
-    """The published recipe and its one-GPU scaling (lr and warm-up scaled linearly with the batch)."""
+    """MASA's recipe (masa_gdino_swinb_train.py + masa_dataset.py, masa-sam's adapter) and its one-GPU scaling (lr
+    and warm-up scaled linearly from the reference's 64 images per step)."""
     full = yaml.safe_load((CONFIGS / "masa_sa1b.yaml").read_text())
     one = yaml.safe_load((CONFIGS / "masa_sa1b_1gpu.yaml").read_text())
-    model, data = full["model"]["init_args"], full["data"]["init_args"]
-    assert (model["lr"], model["warmup_iters"], model["milestones"], full["trainer"]["max_epochs"]) == (
-        0.08,
+    model, data, trainer = full["model"]["init_args"], full["data"]["init_args"], full["trainer"]
+    assert (model["lr"], model["momentum"], model["weight_decay"]) == (0.08, 0.9, 1.0e-4)
+    assert (model["warmup_iters"], model["warmup_ratio"], model["milestones"], trainer["max_epochs"]) == (
         1000,
+        0.001,
         [8, 11],
         12,
     )
-    assert data["image_size"] == 1024 and model["backbone"] == "sam"
-    images = full["trainer"]["devices"] * data["batch_size"]
-    one_images = one["trainer"]["devices"] * one["data"]["init_args"]["batch_size"]
-    assert images == 16
-    assert one["model"]["init_args"]["lr"] == pytest.approx(0.08 * one_images / images)
-    assert one["model"]["init_args"]["warmup_iters"] == 1000 * images // one_images
+    assert trainer["gradient_clip_val"] == 35.0 and trainer["gradient_clip_algorithm"] == "norm"
+    assert (model["fusion"], model["fusion_blocks"], model["roi_levels"], model["backbone"]) == ("dyhead", 3, 4, "sam")
+    assert data["image_size"] == 1024 and data["samples_per_epoch"] == 200000 and "max_instances" not in data
+    images = trainer["devices"] * data["batch_size"]
+    assert images == 64
+    one_model, one_data = one["model"]["init_args"], one["data"]["init_args"]
+    one_images = one["trainer"]["devices"] * one_data["batch_size"]
+    assert one_model["lr"] == pytest.approx(0.08 * one_images / images)
+    assert one_model["warmup_iters"] == 1000 * images // one_images
+    assert one_data["samples_per_epoch"] == 200000 and one_model["milestones"] == [8, 11]
+    assert (one_model["fusion"], one_model["roi_levels"]) == ("dyhead", 4)
+    # The augmentation block of the recipe is the reference's pipeline (= PairAugment's defaults).
+    from dataclasses import asdict
+
+    from samlab.data.pairs import PairAugment
+
+    written = {k: tuple(v) if isinstance(v, list) else v for k, v in data["augment"].items()}
+    assert written == asdict(PairAugment())

@@ -1,4 +1,5 @@
-"""MASA's torch parts: losses on hand cases, RoI sampling, backbones, adapter, model losses and matching accuracy."""
+"""MASA's torch parts: losses on hand cases, RoI sampling and pooling (mmdet's rules), backbones, the DyHead and
+DeformFusion adapters, model losses (detector on the key view) and matching accuracy."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import pytest
 import torch
 
 from samlab.errors import DataError
-from samlab.models.masa.adapter import MASAAdapter
+from samlab.models.masa.adapter import DeformableFusionBlock, DyHeadBlock, DyReLU, MASAAdapter, _leading_planes
 from samlab.models.masa.backbones import SAMBackbone, build_backbone
-from samlab.models.masa.heads import EmbedHead, sample_track_rois
+from samlab.models.masa.heads import EmbedHead, LevelRoIAlign, box_losses, sample_track_rois
 from samlab.models.masa.losses import margin_l2_loss, multi_positive_contrastive_loss
 from samlab.models.masa.model import MASAModel, matching_accuracy
 
@@ -69,7 +70,7 @@ def test_sample_track_rois_thresholds_and_limits():
 @pytest.mark.parametrize(
     ("name", "options", "channels", "strides"),
     [
-        ("resnet18", {}, [128, 256, 512], [8, 16, 32]),
+        ("resnet18", {}, [64, 128, 256, 512], [4, 8, 16, 32]),
         ("sam", {"overrides": TINY_SAM}, [32] * 4, [16] * 4),
         (
             "sam2",
@@ -153,3 +154,88 @@ def test_model_losses_train_every_head():
         detections = model.detect(features, (64, 64))
     assert len(detections) == 2 and set(detections[0]) == {"boxes", "scores", "labels"}
     assert not model.training
+
+
+def test_roi_levels_and_aligned_pooling_follow_mmdet():
+    """mmdet's ``SingleRoIExtractor`` level rule ``floor(log2(sqrt(wh) / 56 + 1e-6))`` and ``RoIAlign(aligned)``."""
+    pool = LevelRoIAlign(["p0", "p1", "p2", "p3"], [4, 8, 16, 32], output_size=7)
+    sides = torch.tensor([20.0, 111.0, 112.0, 223.0, 224.0, 448.0, 2000.0])
+    boxes = torch.stack([torch.zeros_like(sides), torch.zeros_like(sides), sides, sides], dim=1)
+    assert pool.levels(boxes).tolist() == [0, 0, 1, 1, 2, 3, 3]
+    assert LevelRoIAlign(["p0", "p1", "p2"], [8, 16, 32]).levels(boxes).tolist() == [0, 0, 1, 1, 2, 2, 2]
+    # A ramp f[i] = i on a stride-1 map: aligned pooling samples bin centres half a pixel back (pixel centres at +0.5).
+    ramp = torch.arange(16.0).expand(1, 1, 16, 16).contiguous()
+    single = LevelRoIAlign(["p0"], [1], output_size=7)
+    pooled = single({"p0": ramp}, [torch.tensor([[0.0, 0.0, 14.0, 14.0]])])
+    expected = (torch.arange(7.0) + 0.5) * 2.0 - 0.5
+    torch.testing.assert_close(pooled[0, 0, 0], expected)
+    features = {f"p{i}": torch.randn(2, 3, 64 // s, 64 // s) for i, s in enumerate([4, 8, 16, 32])}
+    out = pool(features, [torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.tensor([[0.0, 0.0, 60.0, 60.0]] * 2)])
+    assert out.shape == (3, 3, 7, 7)
+
+
+def test_box_losses_are_l1_over_sampled_rois():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    deltas = torch.tensor([[9.0] * 8, [0.0, 0.0, 0.0, 0.0, 0.5, -0.5, 1.0, 0.0], [9.0] * 8])
+    labels = [torch.tensor([0, 1]), torch.tensor([0])]
+    targets = [torch.zeros(2, 4), torch.zeros(1, 4)]
+    losses = box_losses(logits, deltas, labels, targets)
+    # Only RoI 1 is positive: |0.5| + |-0.5| + |1| + 0 over the 3 sampled RoIs (mmdet's avg_factor).
+    assert losses["loss_box_reg"].item() == pytest.approx(2.0 / 3)
+    expected_ce = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 0]))
+    assert losses["loss_classifier"].item() == pytest.approx(expected_ce.item())
+
+
+def test_dyhead_and_deform_fusion_blocks():
+    torch.manual_seed(0)
+    levels = [torch.randn(2, 16, 16 // 2**i, 16 // 2**i) for i in range(3)]
+    dyhead, fusion = DyHeadBlock(16, 16), DeformableFusionBlock(16, 16)
+    assert dyhead.offsets.out_channels == 27 and fusion.offsets.out_channels == 81  # shared / per-branch offsets
+    for block in (dyhead, fusion):
+        out = block(levels)
+        assert [tuple(o.shape) for o in out] == [tuple(x.shape) for x in levels]
+    # DyReLU with zeroed convolutions is a ReLU (a1 = 1, b1 = a2 = b2 = 0); the scale attention is 1/2.
+    relu = DyReLU(16)
+    for module in relu.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.zeros_(module.weight)
+            torch.nn.init.zeros_(module.bias)
+    torch.testing.assert_close(relu(levels[0]), levels[0].clamp(min=0))
+    torch.nn.init.zeros_(dyhead.scale_attention[1].weight)
+    torch.nn.init.zeros_(dyhead.scale_attention[1].bias)
+    assert (dyhead.scale_attention(levels[0]) == 0.5).all()
+    # The coarser branch reads the offsets as mmcv's kernel does: the leading h * w values of each sample.
+    x = torch.arange(2 * 3 * 4 * 4.0).reshape(2, 3, 4, 4)
+    torch.testing.assert_close(_leading_planes(x, torch.Size([2, 2])), x.flatten(1)[:, :12].reshape(2, 3, 2, 2))
+    assert MASAAdapter([16] * 4, [16] * 4, out_channels=16, num_blocks=1, fusion="dyhead").fusion[0].shared_offsets
+    with pytest.raises(ValueError, match="fusion"):
+        MASAAdapter([16] * 4, [16] * 4, fusion="fpn")
+
+
+def test_resnet_keeps_batchnorm_statistics_frozen():
+    backbone = build_backbone("resnet18", 64).train()
+    norms = [m for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(not m.training for m in norms) and all(m.weight.requires_grad for m in norms)
+    before = norms[0].running_mean.clone()
+    backbone(torch.randn(2, 3, 64, 64))
+    torch.testing.assert_close(norms[0].running_mean, before)
+    assert build_backbone("resnet18", 64, options={"norm_eval": False}).train().stem[1].training
+
+
+def test_detector_losses_come_from_the_key_view_only():
+    torch.manual_seed(0)
+    model = MASAModel(
+        build_backbone("resnet18", 64), channels=16, fusion_blocks=1, anchor_scale=2.0, fc_channels=32, roi_samples=32
+    ).train()
+    key, ref = torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 64)
+    boxes = [torch.tensor([[4.0, 4.0, 28.0, 30.0], [34.0, 30.0, 60.0, 52.0]])]
+    ids = [torch.tensor([3, 4])]
+    other = [torch.tensor([[10.0, 10.0, 20.0, 20.0]])]
+    torch.manual_seed(1)
+    first = model.loss(key, ref, boxes, ids, boxes, ids)
+    torch.manual_seed(1)
+    second = model.loss(key, ref, boxes, ids, other, [torch.tensor([3])])
+    for name in ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"):
+        assert first[name].item() == second[name].item(), name
+    assert first["loss_track"].item() != second["loss_track"].item()
+    assert model.rpn.training

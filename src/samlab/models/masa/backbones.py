@@ -85,13 +85,15 @@ def _load(module: nn.Module, state: dict[str, torch.Tensor], path: str | PathLik
 
 
 class ResNetBackbone(Backbone):
-    """A torchvision ResNet (trainable): C3, C4, C5 at strides 8, 16, 32.
+    """A torchvision ResNet (trainable), as masa-one's backbone: C2, C3, C4, C5 at strides 4, 8, 16, 32
+    (``out_indices=(0, 1, 2, 3)``), BatchNorm statistics frozen (mmdet's ``norm_eval=True``: every BatchNorm stays
+    in eval mode while the model trains; its affine weights still learn).
 
     ``depth``: 50 (MASA's ``masa-one`` backbone) or 18 (tiny tests); ``checkpoint``: a local torchvision state dict
-    (e.g. ``resnet50-0676ba61.pth``), None for random init.
+    (e.g. ``resnet50-0676ba61.pth``), None for random init; ``norm_eval``: freeze the BatchNorm statistics.
     """
 
-    def __init__(self, depth: int = 50, checkpoint: str | PathLike[str] | None = None) -> None:
+    def __init__(self, depth: int = 50, checkpoint: str | PathLike[str] | None = None, norm_eval: bool = True) -> None:
         super().__init__()
         import torchvision
 
@@ -100,12 +102,21 @@ class ResNetBackbone(Backbone):
         net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
         if checkpoint is not None:
             _load(net, _state_dict(checkpoint), checkpoint)
-        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
-        self.stages = nn.ModuleList([net.layer2, net.layer3, net.layer4])
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.stages = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
         width = 4 if depth == 50 else 1
-        self.out_channels = [128 * width, 256 * width, 512 * width]
-        self.strides = [8, 16, 32]
+        self.out_channels = [64 * width, 128 * width, 256 * width, 512 * width]
+        self.strides = [4, 8, 16, 32]
         self.frozen = False
+        self.norm_eval = norm_eval
+
+    def train(self, mode: bool = True) -> ResNetBackbone:
+        super().train(mode)
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(images)

@@ -1,17 +1,126 @@
-"""MASA's heads: the class-agnostic box detector (torchvision RPN + RoI head), the embedding head and the RoI
-sampling of the association losses."""
+"""MASA's heads: the class-agnostic box detector (torchvision RPN + RoI head), the embedding head, mmdet's RoI
+feature extractor and the RoI sampling of the association losses."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
-from torchvision.ops import MultiScaleRoIAlign, box_iou
+from torchvision.ops import box_iou, roi_align
+
+
+class LevelRoIAlign(nn.Module):
+    """mmdet's ``SingleRoIExtractor`` as MASA configures it: each box is pooled from pyramid level
+    ``floor(log2(sqrt(w * h) / finest_scale + 1e-6))`` (clamped to the levels given) by ``RoIAlign`` with
+    ``aligned=True`` (half-pixel offset) and an adaptive sampling ratio (``sampling_ratio=0``).
+
+    ``featmap_names`` / ``strides``: the pooled pyramid maps, finest first. Called as torchvision's
+    ``MultiScaleRoIAlign``: ``(features {name: [B, C, H, W]}, boxes [N_b, 4] per image, image_shapes)`` →
+    ``[sum N_b, C, output_size, output_size]`` in image order.
+    """
+
+    def __init__(
+        self,
+        featmap_names: list[str],
+        strides: list[int],
+        output_size: int = 7,
+        sampling_ratio: int = 0,
+        finest_scale: float = 56.0,
+    ) -> None:
+        super().__init__()
+        if len(featmap_names) != len(strides):
+            raise ValueError(f"{len(featmap_names)} RoI levels but {len(strides)} strides")
+        self.featmap_names = list(featmap_names)
+        self.strides = list(strides)
+        self.output_size = output_size
+        self.sampling_ratio = sampling_ratio
+        self.finest_scale = finest_scale
+
+    def levels(self, boxes: torch.Tensor) -> torch.Tensor:
+        """``[N]`` int64 level index (into ``featmap_names``) of ``boxes`` ``[N, 4]`` x1 y1 x2 y2."""
+        scale = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=0).sqrt()
+        levels = torch.floor(torch.log2(scale / self.finest_scale + 1e-6))
+        return levels.clamp(0, len(self.strides) - 1).long()
+
+    def forward(
+        self,
+        features: dict[str, torch.Tensor],
+        boxes: list[torch.Tensor],
+        image_shapes: list[tuple[int, int]] | None = None,
+    ) -> torch.Tensor:
+        first = features[self.featmap_names[0]]
+        rois = torch.cat(
+            [torch.cat([b.new_full((len(b), 1), float(i)), b.to(first.dtype)], dim=1) for i, b in enumerate(boxes)]
+        )
+        out = first.new_zeros((len(rois), first.shape[1], self.output_size, self.output_size))
+        levels = self.levels(rois[:, 1:])
+        for index, (name, stride) in enumerate(zip(self.featmap_names, self.strides, strict=True)):
+            chosen = torch.nonzero(levels == index).flatten()
+            level = features[name]
+            if len(chosen):
+                out[chosen] = roi_align(
+                    level,
+                    rois[chosen],
+                    self.output_size,
+                    spatial_scale=1.0 / stride,
+                    sampling_ratio=self.sampling_ratio,
+                    aligned=True,
+                )
+            else:  # a level without RoIs stays in the graph (DDP expects every parameter to get a gradient)
+                out = out + level.sum() * 0.0
+        return out
+
+
+class MASARoIHeads(RoIHeads):
+    """torchvision's ``RoIHeads`` with MASA's box loss: L1 on the encoded deltas of the positive RoIs (mmdet
+    ``L1Loss``), summed and divided by the number of sampled RoIs, as mmdet's ``avg_factor``; cross-entropy for the
+    classifier. Inference is torchvision's."""
+
+    def forward(
+        self,
+        features: dict[str, torch.Tensor],
+        proposals: list[torch.Tensor],
+        image_shapes: list[tuple[int, int]],
+        targets: list[dict[str, torch.Tensor]] | None = None,
+    ) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+        if not self.training:
+            return super().forward(features, proposals, image_shapes, targets)
+        if targets is None:
+            raise ValueError("MASARoIHeads needs targets in training mode")
+        proposals, _, labels, regression_targets = self.select_training_samples(proposals, targets)
+        class_logits, box_regression = self.box_predictor(
+            self.box_head(self.box_roi_pool(features, proposals, image_shapes))
+        )
+        return [], box_losses(class_logits, box_regression, labels, regression_targets)
+
+
+def box_losses(
+    class_logits: torch.Tensor,
+    box_regression: torch.Tensor,
+    labels: list[torch.Tensor],
+    regression_targets: list[torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """mmdet's ``Shared2FCBBoxHead`` losses on sampled RoIs.
+
+    ``class_logits`` ``[N, K]``; ``box_regression`` ``[N, 4 K]`` deltas per class; ``labels``: per image ``[N_b]``
+    int64 (0 background); ``regression_targets``: per image ``[N_b, 4]`` encoded deltas. Returns
+    ``loss_classifier`` (mean cross-entropy) and ``loss_box_reg`` (L1 of the positives' deltas of their class,
+    divided by ``N``).
+    """
+    labels_all = torch.cat(labels)
+    targets_all = torch.cat(regression_targets)
+    positive = torch.nonzero(labels_all > 0).flatten()
+    deltas = box_regression.reshape(len(labels_all), -1, 4)[positive, labels_all[positive]]
+    return {
+        "loss_classifier": F.cross_entropy(class_logits, labels_all),
+        "loss_box_reg": F.l1_loss(deltas, targets_all[positive], reduction="sum") / max(labels_all.numel(), 1),
+    }
 
 
 class EmbedHead(nn.Module):
@@ -57,15 +166,16 @@ def build_box_detector(
     anchor_scale: float = 8.0,
     fc_channels: int = 1024,
     roi_samples: int = 512,
-) -> tuple[RegionProposalNetwork, RoIHeads]:
+) -> tuple[RegionProposalNetwork, MASARoIHeads]:
     """The class-agnostic two-stage detector trained on the SAM boxes (MASA's RPN + ``Shared2FCBBoxHead``).
 
-    ``strides``: those of the pyramid maps the RPN runs on (all of them); ``roi_levels``: those the RoI head pools from;
+    ``strides``: those of the pyramid maps the RPN runs on (all of them); ``roi_levels``: the names of the finest
+    ``len(roi_levels)`` maps, which the RoI head pools from (:class:`LevelRoIAlign`);
     ``anchor_scale``: anchor side in strides (8: 64 px anchors at stride 8, as mmdet's RPN), ratios 0.5, 1, 2;
     ``fc_channels``: width of the two shared fc layers of the box head; ``roi_samples``: RoIs per image.
-    RPN: IoU >= 0.7 positive, < 0.3 negative, 256 anchors per image, half positive, NMS 0.7. RoI head: IoU 0.5,
-    ``roi_samples`` (512) RoIs per image, a quarter positive, box deltas scaled (10, 10, 5, 5), test NMS 0.5 and
-    50 boxes.
+    RPN: IoU >= 0.7 positive, < 0.3 negative, 256 anchors per image, half positive, NMS 0.7, smooth L1 (beta 1/9).
+    RoI head: IoU 0.5, ``roi_samples`` (512) RoIs per image, a quarter positive, box deltas scaled (10, 10, 5, 5),
+    L1 box loss (:class:`MASARoIHeads`), test NMS 0.5 and 50 boxes.
     """
     sizes = tuple((float(anchor_scale * s),) for s in strides)
     anchors = AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * len(strides))
@@ -80,8 +190,8 @@ def build_box_detector(
         post_nms_top_n={"training": 1000, "testing": 1000},
         nms_thresh=0.7,
     )
-    roi_heads = RoIHeads(
-        MultiScaleRoIAlign(roi_levels, output_size=7, sampling_ratio=2),
+    roi_heads = MASARoIHeads(
+        LevelRoIAlign(roi_levels, strides[: len(roi_levels)]),
         TwoMLPHead(channels * 49, fc_channels),
         FastRCNNPredictor(fc_channels, 2),
         fg_iou_thresh=0.5,

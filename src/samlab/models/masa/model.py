@@ -12,11 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection.image_list import ImageList
-from torchvision.ops import MultiScaleRoIAlign
 
 from samlab.models.masa.adapter import MASAAdapter
 from samlab.models.masa.backbones import Backbone
-from samlab.models.masa.heads import EmbedHead, build_box_detector, sample_track_rois
+from samlab.models.masa.heads import EmbedHead, LevelRoIAlign, build_box_detector, sample_track_rois
 from samlab.models.masa.losses import margin_l2_loss, multi_positive_contrastive_loss
 
 Features = OrderedDict[str, torch.Tensor]
@@ -28,10 +27,11 @@ class MASAModel(nn.Module):
     Args:
         backbone: a :class:`~samlab.models.masa.backbones.Backbone` (a frozen one runs without gradients).
         channels: width of the adapter's pyramid.
-        fusion_blocks: deformable fusion blocks of the adapter.
+        fusion_blocks: fusion blocks of the adapter.
+        fusion: ``"dyhead"`` (mmdet's DyHead, MASA-SAM) or ``"deform"`` (MASA's DeformFusion, MASA-GDINO / R50).
         anchor_scale: RPN anchor side in strides (8 as mmdet; smaller for tiny images).
-        roi_levels: how many of the finest pyramid levels RoIs are pooled from (3 as MASA: strides 8, 16, 32 for a
-            ResNet).
+        roi_levels: how many of the finest pyramid levels RoIs are pooled from (4 as MASA-SAM and masa-one: strides
+            4, 8, 16, 32; 3 as MASA-GDINO: strides 8, 16, 32).
         embed_channels: embedding size.
         fc_channels: width of the fc layers of the box and embedding heads (1024 in MASA).
         roi_samples: RoIs sampled per image for the box head and for the association losses (512 in MASA).
@@ -42,21 +42,22 @@ class MASAModel(nn.Module):
         backbone: Backbone,
         channels: int = 256,
         fusion_blocks: int = 3,
+        fusion: str = "dyhead",
         anchor_scale: float = 8.0,
-        roi_levels: int = 3,
+        roi_levels: int = 4,
         embed_channels: int = 256,
         fc_channels: int = 1024,
         roi_samples: int = 512,
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.adapter = MASAAdapter(backbone.out_channels, backbone.strides, channels, fusion_blocks)
+        self.adapter = MASAAdapter(backbone.out_channels, backbone.strides, channels, fusion_blocks, fusion)
         names = [f"p{i}" for i in range(len(self.adapter.strides))]
         self.roi_levels = names[:roi_levels]
         self.rpn, self.roi_heads = build_box_detector(
             self.adapter.strides, self.roi_levels, channels, anchor_scale, fc_channels, roi_samples
         )
-        self.roi_align = MultiScaleRoIAlign(self.roi_levels, output_size=7, sampling_ratio=2)
+        self.roi_align = LevelRoIAlign(self.roi_levels, self.adapter.strides[:roi_levels])
         self.embed_head = EmbedHead(
             channels, conv_channels=channels, fc_channels=fc_channels, embed_channels=embed_channels
         )
@@ -107,21 +108,33 @@ class MASAModel(nn.Module):
 
         ``key_images`` / ``ref_images``: ``[B, 3, S, S]`` normalised; ``*_boxes``: ``B`` tensors ``[N_b, 4]`` (the SAM
         boxes of each view); ``*_ids``: ``B`` tensors ``[N_b]`` int64 instance ids. The detector learns the boxes of
-        both views; for the association, key positive RoIs are matched against all reference RoIs (positives and
-        negatives) of the same image. Returns ``loss_rpn_objectness``, ``loss_rpn_box``, ``loss_classifier``,
-        ``loss_box_reg``, ``loss_track`` (multi-positive contrastive) and ``loss_track_aux`` (margin L2).
+        the key view (as MASA); for the association, key positive RoIs are matched against all reference RoIs
+        (positives and negatives) of the same image. Returns ``loss_rpn_objectness``, ``loss_rpn_box``,
+        ``loss_classifier``, ``loss_box_reg`` (key view), ``loss_track`` (multi-positive contrastive) and
+        ``loss_track_aux`` (margin L2).
         """
         count = len(key_boxes)
         images = torch.cat([key_images, ref_images])
         size = (int(images.shape[-2]), int(images.shape[-1]))
         features = self.features(images)
+        key_features = OrderedDict((name, x[:count]) for name, x in features.items())
+        ref_features = OrderedDict((name, x[count:]) for name, x in features.items())
         boxes = [b.to(images.dtype) for b in [*key_boxes, *ref_boxes]]
         ids = [*key_ids, *ref_ids]
-        targets = [{"boxes": b, "labels": torch.ones(len(b), dtype=torch.long, device=b.device)} for b in boxes]
-        image_list = ImageList(images, [size] * len(boxes))
-        proposals, rpn_losses = self.rpn(image_list, features, targets)
-        _, roi_losses = self.roi_heads(features, proposals, image_list.image_sizes, targets)
+        # As MASA: the RPN and RoI head learn from the key view only; the reference view's proposals are the RPN's
+        # test-time ones (no loss), which the association samples from.
+        targets = [{"boxes": b, "labels": torch.ones(len(b), dtype=torch.long, device=b.device)} for b in boxes[:count]]
+        key_list = ImageList(key_images, [size] * count)
+        proposals, rpn_losses = self.rpn(key_list, key_features, targets)
+        _, roi_losses = self.roi_heads(key_features, proposals, key_list.image_sizes, targets)
         losses = {**rpn_losses, **roi_losses}
+        self.rpn.eval()
+        try:
+            with torch.no_grad():
+                ref_proposals, _ = self.rpn(ImageList(ref_images, [size] * count), ref_features)
+        finally:
+            self.rpn.train(self.training)
+        proposals = [*proposals, *ref_proposals]
 
         sampled = [
             sample_track_rois(p, b, i, generator, num=self.roi_samples)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 
-from samlab.data.pairs import PairBatch
+from samlab.data.pairs.batch import PairBatch
 from samlab.models.masa.backbones import build_backbone
 from samlab.models.masa.model import MASAModel, matching_accuracy
 from samlab.models.masa.tracker import Tracker, build_tracker
@@ -31,11 +31,15 @@ class MASAModule(LightningModule):
             gives random init.
         backbone_options: more backbone settings (``{"variant": "vit_h"}``; tiny test models via ``overrides``).
         channels: adapter width (256 in MASA).
-        fusion_blocks: deformable fusion blocks.
+        fusion_blocks: fusion blocks of the adapter (3 in MASA).
+        fusion: the adapter's fusion block: ``"dyhead"`` (mmdet's DyHead, MASA-SAM's) or ``"deform"`` (MASA's
+            DeformFusion, MASA-GDINO's and masa-one's).
+        roi_levels: pyramid levels the RoI heads pool from, finest first (4: strides 4-32, MASA-SAM and masa-one;
+            3: strides 8-32, MASA-GDINO).
         anchor_scale: RPN anchor side in strides (8 in mmdet; smaller for tiny inputs).
         fc_channels: width of the fc layers of the box and embedding heads (1024 in MASA).
         roi_samples: RoIs sampled per image for the box head and the association losses (512 in MASA).
-        lr / momentum / weight_decay: SGD (MASA: 0.08 for 16 images per step, 0.9, 1e-4).
+        lr / momentum / weight_decay: SGD (MASA: 0.08 for 64 images per step, 8 GPUs x 8, 0.9, 1e-4).
         warmup_iters / warmup_ratio: linear warm-up from ``warmup_ratio * lr`` over the first optimizer steps.
         milestones / gamma: the learning rate is multiplied by ``gamma`` at each of these epochs.
         loss_weights: weights of ``loss_track`` (0.25), ``loss_track_aux`` (1) and the detector losses (1 each).
@@ -51,6 +55,8 @@ class MASAModule(LightningModule):
         backbone_options: dict[str, Any] | None = None,
         channels: int = 256,
         fusion_blocks: int = 3,
+        fusion: str = "dyhead",
+        roi_levels: int = 4,
         anchor_scale: float = 8.0,
         fc_channels: int = 1024,
         roi_samples: int = 512,
@@ -71,6 +77,8 @@ class MASAModule(LightningModule):
             build_backbone(backbone, image_size, checkpoint=checkpoint, options=backbone_options),
             channels=channels,
             fusion_blocks=fusion_blocks,
+            fusion=fusion,
+            roi_levels=roi_levels,
             anchor_scale=anchor_scale,
             fc_channels=fc_channels,
             roi_samples=roi_samples,
