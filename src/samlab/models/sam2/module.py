@@ -20,7 +20,15 @@ from lightning.pytorch.utilities import rank_zero_warn
 from samlab.data.batch import VideoBatch
 from samlab.losses import CORE_LOSS_KEY, SAM2Loss
 from samlab.metrics.vos import JandF
-from samlab.models.sam2.model import add_lora, build_sam2_model, freeze, load_checkpoint
+from samlab.models.sam2.model import (
+    add_lora,
+    build_sam2_model,
+    cast_frozen,
+    checkpoint_activations,
+    freeze,
+    load_checkpoint,
+    run_without_grad,
+)
 from samlab.models.sam2.optim import cosine_over_run, sam2_param_groups
 from samlab.models.sam2.prompts import PromptConfig
 from samlab.models.sam2.vos import VideoPrediction, forward_training, predict_batch, segment_batch
@@ -60,6 +68,14 @@ class SAM2VideoModule(LightningModule):
         prompt_seed: seed of the prompt plans' own generator (upstream's ``default_rng(42)``), the same on every
             rank so that all ranks prompt alike; dropout, drop path and click noise use the global torch
             generator, which :meth:`setup` seeds with ``seed + rank`` as upstream.
+        checkpoint_image_encoder: activation checkpointing of every Hiera block (recomputed in backward).
+        checkpoint_memory: activation checkpointing of every memory-attention layer and of the memory encoder.
+        frozen_weights_bf16: store the frozen parameters in bfloat16 (half their memory; needs ``bf16-mixed``).
+
+    Memory options (``samlab bench memory`` accounts for each): a frozen image encoder runs under ``no_grad``
+    (LoRA aside), so none of its activations are kept; checkpointing trades about one more forward of the
+    checkpointed blocks for their activations; fewer frames or objects are the data's ``num_frames`` and
+    ``max_num_objects``.
     """
 
     def __init__(
@@ -86,6 +102,9 @@ class SAM2VideoModule(LightningModule):
         val_skip_first_last: bool = False,
         non_overlapping: bool = True,
         prompt_seed: int = 42,
+        checkpoint_image_encoder: bool = False,
+        checkpoint_memory: bool = False,
+        frozen_weights_bf16: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["prompts"])
@@ -112,6 +131,11 @@ class SAM2VideoModule(LightningModule):
         )
         if lora_rank is not None:
             add_lora(self.model, rank=lora_rank, alpha=lora_alpha)
+        elif freeze_image_encoder:
+            run_without_grad(self.model.image_encoder)
+        checkpoint_activations(self.model, image_encoder=checkpoint_image_encoder, memory=checkpoint_memory)
+        if frozen_weights_bf16:
+            cast_frozen(self.model, torch.bfloat16)
         self.plan_rng = np.random.default_rng(prompt_seed)
         self.loss = SAM2Loss(weight_dict=loss_weights, pred_obj_scores=self.model.pred_obj_scores)
         self.val_scores = JandF(skip_first_last=val_skip_first_last)
@@ -127,6 +151,14 @@ class SAM2VideoModule(LightningModule):
             random.seed(rank_seed)
             np.random.seed(rank_seed % 2**32)
             torch.manual_seed(rank_seed)
+
+    def on_fit_start(self) -> None:
+        """Check that bfloat16 frozen weights run under bfloat16 autocast (they cannot mix with float32 layers)."""
+        if self.hparams.frozen_weights_bf16 and "bf16" not in str(self.trainer.precision):
+            raise ValueError(
+                f"model.init_args.frozen_weights_bf16 needs trainer.precision 'bf16-mixed', got "
+                f"'{self.trainer.precision}': set --trainer.precision=bf16-mixed or frozen_weights_bf16: false"
+            )
 
     def training_step(self, batch: VideoBatch, batch_idx: int) -> torch.Tensor | None:
         """SAM 2's training forward and loss on a batch of clips; returns the weighted loss.
