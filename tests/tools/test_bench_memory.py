@@ -16,6 +16,7 @@ from samlab.errors import DataError
 from samlab.losses import CORE_LOSS_KEY
 from samlab.models.sam2.model import cast_frozen, checkpointed_modules
 from samlab.models.sam2.module import SAM2VideoModule
+from samlab.models.sam2.prompts import PromptConfig
 from samlab.models.sam2.vos import forward_training
 from samlab.tools.bench_memory import (
     ACCOUNT_PROMPTS,
@@ -144,7 +145,9 @@ def test_row_extrapolates_per_frame() -> None:
 def test_account_of_option_sets_and_of_the_official_step() -> None:
     pytest.importorskip("training.model.sam2")
     sets = {"recipe": {}, "ckpt_all": {"checkpoint_image_encoder": True, "checkpoint_memory": True}}
-    rows = memory_account({"variant": "sam2.1_hiera_t", "model_overrides": SMALL}, SIZE, 4, 2, sets, reduced_frames=2)
+    light = PromptConfig(**(vars(ACCOUNT_PROMPTS) | {"num_correction_pt_per_frame": 1}))
+    kwargs = {"variant": "sam2.1_hiera_t", "model_overrides": SMALL}
+    rows = memory_account(kwargs, SIZE, 4, 2, sets, reduced_frames=2, prompts=light)
     recipe, ckpt = rows
     assert recipe["option_set"] == "recipe" and recipe["trainable_params_m"] > 9
     assert ckpt["saved"] < recipe["saved"] and ckpt["weights"] == recipe["weights"]

@@ -74,7 +74,7 @@ def _memory_arguments(parser: argparse.ArgumentParser) -> None:
         "--option-sets",
         nargs="+",
         help="option sets to account (default: all): recipe ckpt_encoder ckpt_all frozen_encoder "
-        "frozen_encoder_bf16 24gb",
+        "frozen_encoder_bf16 frozen_encoder_bf16_ckpt_memory",
     )
     parser.add_argument("--reduced-frames", type=int, default=3, help="frames of the measured steps (and one more)")
     parser.add_argument("--num-frames", type=int, help="frames to extrapolate to (default: the recipe's)")

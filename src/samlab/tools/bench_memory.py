@@ -52,7 +52,11 @@ OPTION_SETS: dict[str, dict[str, Any]] = {
     "ckpt_all": {"checkpoint_image_encoder": True, "checkpoint_memory": True},
     "frozen_encoder": {"freeze_image_encoder": True},
     "frozen_encoder_bf16": {"freeze_image_encoder": True, "frozen_weights_bf16": True},
-    "24gb": {"freeze_image_encoder": True, "frozen_weights_bf16": True, "checkpoint_memory": True},
+    "frozen_encoder_bf16_ckpt_memory": {
+        "freeze_image_encoder": True,
+        "frozen_weights_bf16": True,
+        "checkpoint_memory": True,
+    },
 }
 """Named option sets of :class:`~samlab.models.sam2.module.SAM2VideoModule` arguments that the account compares."""
 
@@ -290,14 +294,16 @@ def memory_account(
     ddp: bool = True,
     official: bool = True,
     seed: int = 0,
+    prompts: PromptConfig = ACCOUNT_PROMPTS,
 ) -> list[dict[str, Any]]:
     """The memory account of one training step per option set (see the module docstring), in GB (1e9 bytes).
 
     ``module_kwargs``: :class:`~samlab.models.sam2.module.SAM2VideoModule` arguments of the recipe (a checkpoint
-    is not loaded: values do not change the account); each option set updates them. Returns one row per option
-    set: ``weights``, ``gradients``, ``optimizer``, ``ddp_buckets``, ``saved_per_frame``, ``saved`` (extrapolated
-    to ``num_frames``), ``saved_direct`` (the fake step at ``num_frames``), ``peak`` and, for the option sets the
-    official trainer has, ``official_saved`` and ``official_peak``.
+    is not loaded: values do not change the account); each option set updates them; ``prompts`` draw the plan of
+    both sides (by default the recipe's heaviest). Returns one row per option set: ``weights``, ``gradients``,
+    ``optimizer``, ``ddp_buckets``, ``saved_per_frame``, ``saved`` (extrapolated to ``num_frames``),
+    ``saved_direct`` (the fake step at ``num_frames``), ``peak`` and, for the option sets the official trainer
+    has, ``official_saved`` and ``official_peak``.
     """
     from samlab.models.sam2.model import checkpointed_modules
     from samlab.models.sam2.module import SAM2VideoModule
@@ -309,14 +315,14 @@ def memory_account(
     for name, options in option_sets.items():
         kwargs = {**module_kwargs, **options, "image_size": image_size, "checkpoint": None}
         module = SAM2VideoModule(**kwargs)
-        step = samlab_step(module, ACCOUNT_PROMPTS, seed)
+        step = samlab_step(module, prompts, seed)
         checkpointed = checkpointed_modules(
             module.model, kwargs.get("checkpoint_image_encoder", False), kwargs.get("checkpoint_memory", False)
         )
         saved = {t: _saved_bytes_of_step(step, module.model, b, checkpointed, bf16) for t, b in batches.items()}
         row = _row(name, parameter_bytes(module.model, ddp), saved, reduced_frames, num_frames)
         if official and set(options) <= OFFICIAL_OPTIONS:
-            oracle = official_model(module, ACCOUNT_PROMPTS, bool(options.get("freeze_image_encoder")), seed)
+            oracle = official_model(module, prompts, bool(options.get("freeze_image_encoder")), seed)
             saved_official = {
                 t: _saved_bytes_of_step(official_step(oracle, module.loss), oracle, b, [], bf16)
                 for t, b in batches.items()
