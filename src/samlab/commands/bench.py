@@ -58,13 +58,27 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--steps", type=int, default=20, help="timed steps")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    parser.add_argument(
+        "--pinned-plan", choices=("mask", "box", "clicks"), help="SAM 2: the same prompt plan on every step"
+    )
+    parser.add_argument(
+        "--cached-batch", action="store_true", help="load one batch and reuse it (times the model step only)"
+    )
     parser.add_argument("--json", action="store_true")
 
 
 def _train(args: argparse.Namespace) -> int:
     from samlab.tools.bench_train import bench_train
 
-    print_result(bench_train(args.config, args.steps, args.warmup, overrides=args.overrides), args.json)
+    result = bench_train(
+        args.config,
+        args.steps,
+        args.warmup,
+        overrides=args.overrides,
+        pinned_plan=args.pinned_plan,
+        cached_batch=args.cached_batch,
+    )
+    print_result(result, args.json)
     return 0
 
 
