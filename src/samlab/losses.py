@@ -188,7 +188,8 @@ class SAM2Loss(nn.Module):
 
     def _num_objects(self, targets: torch.Tensor) -> torch.Tensor:
         """Objects per clip, averaged over ranks so that every rank normalises its gradient the same way."""
-        num_objects = torch.tensor(float(targets.shape[1]), device=targets.device)
+        # A fill, not a host-to-device copy: no host sync inside the training step.
+        num_objects = torch.full((), float(targets.shape[1]), device=targets.device)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(num_objects)
             num_objects = num_objects / dist.get_world_size()

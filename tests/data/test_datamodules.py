@@ -1,3 +1,5 @@
+import types
+
 import lightning as L
 import numpy as np
 import pytest
@@ -192,6 +194,7 @@ def test_seeded_loader_shards_over_the_trainers_processes():
     class World:
         def __init__(self, size: int, rank: int) -> None:
             self.world_size, self.global_rank = size, rank
+            self.strategy = types.SimpleNamespace(root_device=torch.device("cpu"))
 
     class Keys(torch.utils.data.Dataset):
         def __len__(self) -> int:

@@ -144,3 +144,33 @@ def test_collate_rejects_mixed_lengths():
         collate_clips([_clip("a", 3, 1, 0), _clip("b", 2, 1, 1)])
     with pytest.raises(ValueError):
         collate_clips([])
+
+
+def test_batch_copies_to_an_accelerator_do_not_block(monkeypatch):
+    batch = collate_clips([_clip("a", 2, 1, 0)])
+    calls = []
+    to = torch.Tensor.to
+
+    def recording(self, *args, **kwargs):
+        calls.append(kwargs.get("non_blocking", False))
+        return to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", recording)
+    moved = batch.to("meta")  # a non-CPU device that needs no accelerator
+    assert moved.images.device.type == "meta" and calls and all(calls)
+    calls.clear()
+    batch.to("cpu")
+    assert calls and not any(calls)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pinned_batch_copies_to_the_gpu():
+    batch = collate_clips([_clip("a", 2, 1, 0), _clip("b", 2, 2, 1)])
+    pinned = batch.pin_memory()
+    assert all(getattr(pinned, name).is_pinned() for name in ("images", "masks", "obj_to_frame_idx", "clip_index"))
+    loader = torch.utils.data.DataLoader([batch], batch_size=None, pin_memory=True)
+    assert next(iter(loader)).images.is_pinned()  # the DataLoader's pinning thread calls VideoBatch.pin_memory
+    moved = pinned.to("cuda")
+    torch.cuda.synchronize()
+    assert torch.equal(moved.images.cpu(), batch.images) and moved.video_names == ["a", "b"]

@@ -1,4 +1,4 @@
-"""``samlab bench data|index|train``: benchmarks that print figures (they assert nothing)."""
+"""``samlab bench data|index|train|memory``: benchmarks that print figures (they assert nothing)."""
 
 from __future__ import annotations
 
@@ -58,13 +58,57 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--steps", type=int, default=20, help="timed steps")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    parser.add_argument(
+        "--pinned-plan", choices=("mask", "box", "clicks"), help="SAM 2: the same prompt plan on every step"
+    )
+    parser.add_argument(
+        "--cached-batch", action="store_true", help="load one batch and reuse it (times the model step only)"
+    )
     parser.add_argument("--json", action="store_true")
 
 
 def _train(args: argparse.Namespace) -> int:
     from samlab.tools.bench_train import bench_train
 
-    print_result(bench_train(args.config, args.steps, args.warmup, overrides=args.overrides), args.json)
+    result = bench_train(
+        args.config,
+        args.steps,
+        args.warmup,
+        overrides=args.overrides,
+        pinned_plan=args.pinned_plan,
+        cached_batch=args.cached_batch,
+    )
+    print_result(result, args.json)
+    return 0
+
+
+def _memory_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="a SAM 2 recipe (samlab fit YAML)")
+    parser.add_argument(
+        "--option-sets",
+        nargs="+",
+        help="option sets to account (default: all): recipe ckpt_encoder ckpt_all frozen_encoder "
+        "frozen_encoder_bf16 frozen_encoder_bf16_ckpt_memory",
+    )
+    parser.add_argument("--reduced-frames", type=int, default=3, help="frames of the measured steps (and one more)")
+    parser.add_argument("--num-frames", type=int, help="frames to extrapolate to (default: the recipe's)")
+    parser.add_argument("--num-objects", type=int, help="objects per clip (default: the recipe's max_num_objects)")
+    parser.add_argument("--no-official", action="store_true", help="skip the official step's account")
+    parser.add_argument("--json", action="store_true")
+
+
+def _memory(args: argparse.Namespace) -> int:
+    from samlab.tools.bench_memory import bench_memory
+
+    result = bench_memory(
+        args.config,
+        option_sets=args.option_sets,
+        reduced_frames=args.reduced_frames,
+        num_frames=args.num_frames,
+        num_objects=args.num_objects,
+        official=not args.no_official,
+    )
+    print_result(result, args.json)
     return 0
 
 
@@ -96,5 +140,16 @@ TOOLS = [
         _train_arguments,
         _train,
         pass_extra=True,
+    ),
+    Tool(
+        "bench",
+        "memory",
+        "memory account of a SAM 2 training step per option set",
+        "Account for the memory of one SAM 2 training step of a recipe on fake tensors (no data, no device): "
+        "weights, gradients, AdamW state, DDP buckets and the tensors saved for backward per frame, extrapolated "
+        "to the recipe's frames, with the expected peak for each option set (activation checkpointing, frozen "
+        "image encoder, bf16 frozen weights) and for the official SAM2Train step on the same inputs.",
+        _memory_arguments,
+        _memory,
     ),
 ]

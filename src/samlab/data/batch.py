@@ -60,11 +60,24 @@ class VideoBatch:
         return torch.nonzero(self.clip_index == b).flatten()
 
     def to(self, device: torch.device | str) -> VideoBatch:
-        """A copy with every tensor on ``device``."""
+        """A copy with every tensor on ``device``.
+
+        Copies to an accelerator are non-blocking (asynchronous from pinned memory, see :meth:`pin_memory`, as
+        SAM 2's trainer), so the host does not wait for the transfer; copies to the CPU block.
+        """
+        non_blocking = torch.device(device).type != "cpu"
         moved = {
-            name: value.to(device) if isinstance(value, torch.Tensor) else value for name, value in vars(self).items()
+            name: value.to(device, non_blocking=non_blocking) if isinstance(value, torch.Tensor) else value
+            for name, value in vars(self).items()
         }
         return VideoBatch(**moved)
+
+    def pin_memory(self) -> VideoBatch:
+        """A copy with every tensor in page-locked host memory (what ``DataLoader(pin_memory=True)`` calls)."""
+        pinned = {
+            name: value.pin_memory() if isinstance(value, torch.Tensor) else value for name, value in vars(self).items()
+        }
+        return VideoBatch(**pinned)
 
 
 def collate_clips(clips: Sequence[Clip], num_skipped: int = 0) -> VideoBatch:

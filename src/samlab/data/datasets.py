@@ -227,8 +227,10 @@ def seeded_loader(
 ) -> DataLoader:
     """The DataLoader every samlab data module uses: a :class:`SeededSampler` over the ``trainer``'s processes (one
     process without a trainer), shuffled and with incomplete last batches dropped under DDP when ``training``,
-    :func:`worker_init_fn`, persistent workers."""
+    :func:`worker_init_fn`, persistent workers, and batches in pinned memory when the trainer runs on CUDA (so that
+    their copies to the GPU are asynchronous)."""
     replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+    pin_memory = trainer is not None and trainer.strategy.root_device.type == "cuda"
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -238,4 +240,5 @@ def seeded_loader(
         worker_init_fn=worker_init_fn,
         persistent_workers=num_workers > 0,
         drop_last=training and replicas > 1,
+        pin_memory=pin_memory,
     )

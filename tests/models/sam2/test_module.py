@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import copy
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch import Callback, Trainer
 from torch import nn
 from torch.utils.data import DataLoader
 
 from samlab.data.batch import VideoBatch, collate_clips
 from samlab.data.sampling import Clip
 from samlab.losses import LOSS_KEYS
-from samlab.models.sam2.model import load_checkpoint
+from samlab.models.sam2 import vos
+from samlab.models.sam2.model import build_sam2_model, load_checkpoint
 from samlab.models.sam2.module import SAM2VideoModule
-from samlab.models.sam2.prompts import PromptConfig
+from samlab.models.sam2.prompts import PromptConfig, plan_prompts
 from samlab.models.sam2.vos import VideoPrediction
 from samlab.models.sam2.writers import VOSMaskWriter
 
@@ -48,7 +51,8 @@ def make_batch(name: str, num_frames: int = 3, num_objects: int = 2, seed: int =
 
 def make_module(**kwargs) -> SAM2VideoModule:
     torch.manual_seed(0)
-    return SAM2VideoModule(variant="sam2.1_hiera_t", image_size=SIZE, model_overrides=SMALL, **kwargs)
+    kwargs = {"model_overrides": SMALL} | kwargs
+    return SAM2VideoModule(variant="sam2.1_hiera_t", image_size=SIZE, **kwargs)
 
 
 pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
@@ -167,3 +171,158 @@ def test_validate_prompt_frame_is_perfect_and_predict_writes_masks(tmp_path: Pat
     (prediction,) = run.predict(module, loader([make_batch("cat", num_frames=2)]))
     assert isinstance(prediction, VideoPrediction) and prediction.masks.shape == (2, 2, 32, 48)
     assert sorted(p.name for p in (tmp_path / "out" / "cat").iterdir()) == ["00000.png", "00001.png"]
+
+
+# Train mode without randomness in the model (no drop path, no dropout): the only random draws are the plan's
+# (NumPy, both sides the same seed) and the box noise and clicks (torch global generator, both sides the same seed).
+NO_DROPOUT = [
+    "++model.memory_attention.layer.dropout=0.0",
+    "++model.memory_attention.layer.self_attention.dropout=0.0",
+    "++model.memory_attention.layer.cross_attention.dropout=0.0",
+]
+# Two initial conditioning frames (a box on one, a click on the other with plan seed 4), one more corrected frame,
+# three correction clicks per corrected frame, half of them sampled from the GT.
+PARITY_PROMPTS = PromptConfig(
+    prob_to_use_pt_input_for_train=1.0,
+    prob_to_use_box_input_for_train=0.5,
+    num_init_cond_frames_for_train=2,
+    rand_init_cond_frames_for_train=False,
+    num_frames_to_correct_for_train=3,
+    rand_frames_to_correct_for_train=False,
+    num_correction_pt_per_frame=3,
+    prob_to_sample_from_gt_for_train=0.5,
+    add_all_frames_to_correct_as_cond=True,
+)
+
+
+def two_clip_batch(num_frames: int = 4) -> VideoBatch:
+    """B = 2 clips (2 and 1 objects, visible on every frame, moving) of random frames."""
+    generator = np.random.default_rng(4)
+    clips = []
+    for b, count in enumerate((2, 1)):
+        masks = np.zeros((num_frames, count, SIZE, SIZE), dtype=bool)
+        for t in range(num_frames):
+            for o in range(count):
+                top, left = 6 + 26 * o + 2 * t, 8 + 10 * b + 3 * t
+                masks[t, o, top : top + 18, left : left + 22 - 4 * o] = True
+        frames = [torch.from_numpy(generator.standard_normal((3, SIZE, SIZE), dtype=np.float32)) for _ in masks]
+        clips.append(Clip(f"v{b}", frames, masks, list(range(1, count + 1)), list(range(num_frames)), (SIZE, SIZE)))
+    return collate_clips(clips)
+
+
+def test_batch_of_two_clips_gives_the_official_loss_and_gradients(monkeypatch) -> None:
+    """B = 2 in train mode: the loss and every gradient of SAM2Train + MultiStepMultiMasksAndIous on the same plan."""
+    pytest.importorskip("training.model.sam2")
+    loss_fns = pytest.importorskip("training.loss_fns")
+    from training.utils.data_utils import BatchedVideoDatapoint, BatchedVideoMetaData
+
+    module = make_module(drop_path_rate=0.0, model_overrides=SMALL + NO_DROPOUT, prompts=PARITY_PROMPTS)
+    module.plan_rng = np.random.default_rng(4)
+    upstream_prompts = {k: v for k, v in vars(PARITY_PROMPTS).items() if k != "pt_sampling_for_eval"}
+    oracle = build_sam2_model(
+        "sam2.1_hiera_t",
+        image_size=SIZE,
+        train=True,
+        drop_path_rate=0.0,
+        overrides=(
+            *SMALL,
+            *NO_DROPOUT,
+            "++model._target_=training.model.sam2.SAM2Train",
+            *(f"++model.{k}={v}" for k, v in upstream_prompts.items()),
+        ),
+    )
+    oracle.load_state_dict(module.model.state_dict())
+    oracle.rng = np.random.default_rng(4)
+    official_loss = loss_fns.MultiStepMultiMasksAndIous(
+        weight_dict={"loss_mask": 20, "loss_dice": 1, "loss_iou": 1, "loss_class": 1},
+        supervise_all_iou=True,
+        iou_use_l1_loss=True,
+        pred_obj_scores=True,
+        focal_gamma_obj_score=0.0,
+        focal_alpha_obj_score=-1.0,
+    )
+    batch = two_clip_batch()
+    datapoint = BatchedVideoDatapoint(
+        img_batch=batch.images,
+        obj_to_frame_idx=batch.obj_to_frame_idx,
+        masks=batch.masks,
+        metadata=BatchedVideoMetaData(
+            unique_objects_identifier=torch.zeros(4, 3, 3, dtype=torch.long), frame_orig_size=torch.zeros(4, 3, 2)
+        ),
+        dict_key="test",
+        batch_size=[4],
+    )
+    from_gt = []  # correction clicks drawn from the GT (pred None) by samlab, to check the plan exercises them
+    sample = vos.sample_error_click
+
+    def recording(gt, pred, *args, **kwargs):
+        from_gt.append(pred is None)
+        return sample(gt, pred, *args, **kwargs)
+
+    monkeypatch.setattr(vos, "sample_error_click", recording)
+    torch.manual_seed(11)
+    ours = module.training_step(batch, 0)
+    ours.backward()
+    torch.manual_seed(11)
+    theirs = official_loss(oracle(datapoint), batch.masks)["core_loss"]
+    theirs.backward()
+
+    plan = plan_prompts(4, PARITY_PROMPTS, np.random.default_rng(4))
+    assert plan.init_cond_frames == [0, 3] and plan.box_frames == [3] and plan.frames_to_add_correction_pt == [0, 3, 2]
+    # The click on frame 0, then 3 x 3 correction clicks of which 4 from the GT.
+    assert len(from_gt) == 10 and from_gt[0] and sum(from_gt[1:]) == 4
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    official = dict(oracle.named_parameters())
+    compared = 0
+    for name, param in module.model.named_parameters():
+        if param.grad is None:
+            assert official[name].grad is None, name
+            continue
+        torch.testing.assert_close(param.grad, official[name].grad, rtol=1e-4, atol=1e-7, msg=name)
+        compared += param.grad.abs().sum() > 0
+    assert compared > 100
+
+
+def identity(item):
+    return item
+
+
+class RecordRandomState(Callback):
+    """Writes, per rank, the plan the module would draw next and the next draws of the global torch generator."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.seeded = self.next_draws()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        plan = plan_prompts(batch.num_frames, pl_module.prompts, copy.deepcopy(pl_module.plan_rng))
+        record = {"plan": vars(plan), "noise": self.next_draws(), "seeded": self.seeded}
+        (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+    @staticmethod
+    def next_draws() -> list[float]:
+        return torch.rand(4, generator=torch.Generator().set_state(torch.random.get_rng_state())).tolist()
+
+
+@pytest.mark.slow  # two spawned processes: ~20 s of CPU, mostly start-up
+def test_ddp_ranks_share_the_prompt_plan_but_not_the_noise(tmp_path: Path, monkeypatch) -> None:
+    """Two CPU ranks: the same plan on both (its own generator), different dropout / drop path / click noise."""
+    monkeypatch.setenv("PL_GLOBAL_SEED", "123")
+    module = make_module(freeze_image_encoder=True, prompts=PromptConfig(prob_to_use_pt_input_for_train=1.0))
+    run = trainer(
+        tmp_path,
+        devices=2,
+        strategy="ddp_spawn",
+        max_steps=1,
+        callbacks=[RecordRandomState(tmp_path)],
+    )
+    batches = [make_batch("a", num_frames=3, seed=0), make_batch("b", num_frames=3, seed=1)]
+    run.fit(module, DataLoader(batches, batch_size=None, collate_fn=identity))
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["plan"] == ranks[1]["plan"]
+    assert ranks[0]["noise"] != ranks[1]["noise"]
+    # Rank r draws from seed 123 + r, as upstream's set_seeds (seed + rank).
+    for rank, record in enumerate(ranks):
+        assert record["seeded"] == torch.rand(4, generator=torch.Generator().manual_seed(123 + rank)).tolist()

@@ -15,7 +15,7 @@ from samlab.data.formats.base import read_label_png
 from samlab.data.formats.davis import DAVISReader
 from samlab.data.sampling import Clip
 from samlab.models.sam2.model import build_sam2_model
-from samlab.models.sam2.prompts import PromptConfig
+from samlab.models.sam2.prompts import PromptConfig, PromptPlan
 from samlab.models.sam2.vos import (
     VideoPrediction,
     first_appearance,
@@ -82,25 +82,23 @@ def test_forward_training_runs_each_prompt_kind(
         num_correction_pt_per_frame=0,
     )
     batch = make_batch(objects=(2, 1))
-    clips = forward_training(model, batch, prompts, generator=torch.Generator().manual_seed(0))
-    assert [c.objects.tolist() for c in clips] == [[0, 1], [2]]
-    for clip in clips:
-        n = clip.objects.numel()
-        assert clip.plan.prompt_kind(0) == kind and len(clip.frames) == 3
-        first = clip.frames[0]
-        points = first["multistep_point_inputs"][0]
-        assert (points is None) == (first_labels is None)
-        if points is not None:
-            assert points["point_labels"].tolist() == [first_labels] * n
-        # A box is two points (one mask out); zero or one click gives SAM's three candidate masks.
-        assert first["multistep_pred_multimasks_high_res"][0].shape == (n, first_masks, SIZE, SIZE)
-        if kind == "mask":  # the GT mask is used as output (+-10 logits) without the decoder
-            gt = batch.masks[0, clip.objects]
-            assert torch.equal(first["pred_masks_high_res"][:, 0] > 0, gt)
-        for frame in clip.frames[1:]:  # tracked frames: no prompt, multimask tracking
-            assert frame["multistep_point_inputs"] == [None]
-            assert frame["multistep_pred_multimasks_high_res"][0].shape == (n, 3, SIZE, SIZE)
-            assert frame["maskmem_features"] is not None
+    # One plan and one tracking pass for the 3 objects of both clips, as upstream.
+    forward = forward_training(model, batch, prompts, plan_rng=np.random.default_rng(0))
+    n = batch.num_objects
+    assert forward.plan.prompt_kind(0) == kind and len(forward.frames) == 3
+    first = forward.frames[0]
+    points = first["multistep_point_inputs"][0]
+    assert (points is None) == (first_labels is None)
+    if points is not None:
+        assert points["point_labels"].tolist() == [first_labels] * n
+    # A box is two points (one mask out); zero or one click gives SAM's three candidate masks.
+    assert first["multistep_pred_multimasks_high_res"][0].shape == (n, first_masks, SIZE, SIZE)
+    if kind == "mask":  # the GT mask is used as output (+-10 logits) without the decoder
+        assert torch.equal(first["pred_masks_high_res"][:, 0] > 0, batch.masks[0])
+    for frame in forward.frames[1:]:  # tracked frames: no prompt, multimask tracking
+        assert frame["multistep_point_inputs"] == [None]
+        assert frame["multistep_pred_multimasks_high_res"][0].shape == (n, 3, SIZE, SIZE)
+        assert frame["maskmem_features"].shape[0] == n
 
 
 def test_correction_clicks_add_steps_on_corrected_frames(model: nn.Module) -> None:
@@ -114,10 +112,10 @@ def test_correction_clicks_add_steps_on_corrected_frames(model: nn.Module) -> No
         prob_to_sample_from_gt_for_train=0.0,
     )
     batch = make_batch(objects=(1,))
-    (clip,) = forward_training(model, batch, prompts, generator=torch.Generator().manual_seed(0))
-    corrected = set(clip.plan.frames_to_add_correction_pt)
+    forward = forward_training(model, batch, prompts, generator=torch.Generator().manual_seed(0))
+    corrected = set(forward.plan.frames_to_add_correction_pt)
     assert len(corrected) == 2 and 0 in corrected
-    for t, frame in enumerate(clip.frames):
+    for t, frame in enumerate(forward.frames):
         steps = len(frame["multistep_pred_ious"])
         assert steps == (1 + 2 if t in corrected else 1)
         assert len(frame["multistep_pred_multimasks_high_res"]) == len(frame["multistep_object_score_logits"]) == steps
@@ -130,9 +128,12 @@ def test_correction_clicks_add_steps_on_corrected_frames(model: nn.Module) -> No
             assert [m.shape[1] for m in frame["multistep_pred_multimasks_high_res"]][-1] == 1
 
 
-def test_forward_training_rejects_wrong_image_size(model: nn.Module) -> None:
+def test_forward_training_rejects_wrong_image_size_and_plan(model: nn.Module) -> None:
     with pytest.raises(ValueError, match="64x64"):
         forward_training(model, make_batch(size=32), PromptConfig())
+    pinned = PromptPlan(4, True, [0], [], [], 0, True, "uniform", 0.0)
+    with pytest.raises(ValueError, match="pinned prompt plan has 4 frames, the batch 3"):
+        forward_training(model, make_batch(num_frames=3), PromptConfig(), plan=pinned)
 
 
 @pytest.fixture(scope="module")
@@ -263,9 +264,9 @@ def test_forward_matches_official_sam2train_in_eval(model: nn.Module, points: bo
     )
     with torch.no_grad():
         expected = oracle(datapoint)
-        (clip,) = forward_training(model, batch, PromptConfig(**recipe), training=False)
-    assert clip.plan.frames_to_add_correction_pt == ([0] if points else [])
-    for ours, theirs in zip(clip.frames, expected):
+        forward = forward_training(model, batch, PromptConfig(**recipe), training=False)
+    assert forward.plan.frames_to_add_correction_pt == ([0] if points else [])
+    for ours, theirs in zip(forward.frames, expected):
         for key in ("multistep_pred_multimasks_high_res", "multistep_pred_ious", "multistep_object_score_logits"):
             assert len(ours[key]) == len(theirs[key])
             for a, b in zip(ours[key], theirs[key]):

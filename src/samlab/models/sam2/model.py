@@ -5,17 +5,20 @@ Plain torch (plus ``sam2``'s hydra configs and ``peft``); nothing here knows abo
 
 from __future__ import annotations
 
+import functools
 import logging
 import pickle
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import sam2  # noqa: F401  (importing it points hydra's config search path at the package's configs)
 import torch
+import torch.utils.checkpoint
 from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -281,3 +284,65 @@ def add_lora(
     for name, param in trunk.named_parameters():
         param.requires_grad = "lora_" in name
     return model
+
+
+def _checkpointed(forward: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``forward(*args, **kwargs)`` with its activations recomputed in backward instead of kept."""
+    if not torch.is_grad_enabled():
+        return forward(*args, **kwargs)
+    return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
+
+
+def checkpointed_modules(model: nn.Module, image_encoder: bool = False, memory: bool = False) -> list[nn.Module]:
+    """The modules :func:`checkpoint_activations` wraps: every Hiera block (``image_encoder``), every memory-attention
+    layer and the memory encoder (``memory``)."""
+    modules: list[nn.Module] = []
+    if image_encoder:
+        modules.extend(model.image_encoder.trunk.blocks)
+    if memory:
+        modules.extend(model.memory_attention.layers)
+        modules.append(model.memory_encoder)
+    return modules
+
+
+def checkpoint_activations(model: nn.Module, image_encoder: bool = False, memory: bool = False) -> None:
+    """Activation checkpointing (``torch.utils.checkpoint``, non-reentrant) of a SAM 2 model's blocks, in place.
+
+    Each module of :func:`checkpointed_modules` keeps only its inputs for backward and recomputes its activations
+    there (with the RNG state of the forward, so dropout and drop path draw the same masks): the same loss and
+    gradients for less memory and about one more forward of those modules. Outside autograd (``no_grad``,
+    evaluation) the modules run as before. The state dict is unchanged.
+    """
+    for module in checkpointed_modules(model, image_encoder, memory):
+        if "forward" not in vars(module):  # not wrapped yet
+            module.forward = functools.partial(_checkpointed, module.forward)
+
+
+def _disable_grad(module: nn.Module, args: Any) -> None:
+    module._grad_was_enabled = torch.is_grad_enabled()
+    torch.set_grad_enabled(False)
+
+
+def _restore_grad(module: nn.Module, args: Any, output: Any) -> None:
+    torch.set_grad_enabled(module._grad_was_enabled)
+
+
+def run_without_grad(module: nn.Module) -> None:
+    """Run ``module``'s forward under ``no_grad`` from now on (for a frozen part: autograd keeps none of its
+    activations and its outputs need no graph). Its parameters are frozen too (``requires_grad = False``)."""
+    module.requires_grad_(False)
+    module.register_forward_pre_hook(_disable_grad)
+    module.register_forward_hook(_restore_grad, always_call=True)
+
+
+def cast_frozen(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> int:
+    """Store the frozen parameters (``requires_grad = False``) of ``model`` in ``dtype``, in place; returns the bytes
+    saved. Under ``bf16-mixed`` autocast the layers cast their weights to bfloat16 anyway, so storing frozen ones in
+    bfloat16 halves their memory and changes no result; without autocast the mixed dtypes fail."""
+    saved = 0
+    for param in model.parameters():
+        if not param.requires_grad and param.dtype != dtype and param.is_floating_point():
+            before = param.numel() * param.element_size()
+            param.data = param.data.to(dtype)
+            saved += before - param.numel() * param.element_size()
+    return saved

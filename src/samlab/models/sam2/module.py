@@ -6,6 +6,8 @@ The torch work lives in :mod:`samlab.models.sam2.vos` (training forward with sim
 
 from __future__ import annotations
 
+import os
+import random
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,7 +20,15 @@ from lightning.pytorch.utilities import rank_zero_warn
 from samlab.data.batch import VideoBatch
 from samlab.losses import CORE_LOSS_KEY, SAM2Loss
 from samlab.metrics.vos import JandF
-from samlab.models.sam2.model import add_lora, build_sam2_model, freeze, load_checkpoint
+from samlab.models.sam2.model import (
+    add_lora,
+    build_sam2_model,
+    cast_frozen,
+    checkpoint_activations,
+    freeze,
+    load_checkpoint,
+    run_without_grad,
+)
 from samlab.models.sam2.optim import cosine_over_run, sam2_param_groups
 from samlab.models.sam2.prompts import PromptConfig
 from samlab.models.sam2.vos import VideoPrediction, forward_training, predict_batch, segment_batch
@@ -55,6 +65,17 @@ class SAM2VideoModule(LightningModule):
         min_lr_ratio: final learning rate of the cosine schedule as a fraction of the peak.
         val_skip_first_last: leave the first and last frame of each video out of J&F (DAVIS / SA-V protocol).
         non_overlapping: in VOS, give each pixel to at most one object (the highest logit), as label-map benchmarks.
+        prompt_seed: seed of the prompt plans' own generator (upstream's ``default_rng(42)``), the same on every
+            rank so that all ranks prompt alike; dropout, drop path and click noise use the global torch
+            generator, which :meth:`setup` seeds with ``seed + rank`` as upstream.
+        checkpoint_image_encoder: activation checkpointing of every Hiera block (recomputed in backward).
+        checkpoint_memory: activation checkpointing of every memory-attention layer and of the memory encoder.
+        frozen_weights_bf16: store the frozen parameters in bfloat16 (half their memory; needs ``bf16-mixed``).
+
+    Memory options (``samlab bench memory`` accounts for each): a frozen image encoder runs under ``no_grad``
+    (LoRA aside), so none of its activations are kept; checkpointing trades about one more forward of the
+    checkpointed blocks for their activations; fewer frames or objects are the data's ``num_frames`` and
+    ``max_num_objects``.
     """
 
     def __init__(
@@ -80,6 +101,10 @@ class SAM2VideoModule(LightningModule):
         min_lr_ratio: float = 0.1,
         val_skip_first_last: bool = False,
         non_overlapping: bool = True,
+        prompt_seed: int = 42,
+        checkpoint_image_encoder: bool = False,
+        checkpoint_memory: bool = False,
+        frozen_weights_bf16: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["prompts"])
@@ -106,9 +131,34 @@ class SAM2VideoModule(LightningModule):
         )
         if lora_rank is not None:
             add_lora(self.model, rank=lora_rank, alpha=lora_alpha)
+        elif freeze_image_encoder:
+            run_without_grad(self.model.image_encoder)
+        checkpoint_activations(self.model, image_encoder=checkpoint_image_encoder, memory=checkpoint_memory)
+        if frozen_weights_bf16:
+            cast_frozen(self.model, torch.bfloat16)
+        self.plan_rng = np.random.default_rng(prompt_seed)
         self.loss = SAM2Loss(weight_dict=loss_weights, pred_obj_scores=self.model.pred_obj_scores)
         self.val_scores = JandF(skip_first_last=val_skip_first_last)
         self.test_scores = JandF(skip_first_last=val_skip_first_last)
+
+    def setup(self, stage: str) -> None:
+        """Seed the global generators with ``seed + rank`` (``seed``: the run's ``seed_everything``) as upstream's
+        ``set_seeds``, so that dropout, drop path and click noise differ across DDP ranks; the prompt plans keep
+        their own generator (:attr:`plan_rng`), the same on every rank."""
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        if stage == "fit" and seed is not None:
+            rank_seed = int(seed) + self.global_rank
+            random.seed(rank_seed)
+            np.random.seed(rank_seed % 2**32)
+            torch.manual_seed(rank_seed)
+
+    def on_fit_start(self) -> None:
+        """Check that bfloat16 frozen weights run under bfloat16 autocast (they cannot mix with float32 layers)."""
+        if self.hparams.frozen_weights_bf16 and "bf16" not in str(self.trainer.precision):
+            raise ValueError(
+                f"model.init_args.frozen_weights_bf16 needs trainer.precision 'bf16-mixed', got "
+                f"'{self.trainer.precision}': set --trainer.precision=bf16-mixed or frozen_weights_bf16: false"
+            )
 
     def training_step(self, batch: VideoBatch, batch_idx: int) -> torch.Tensor | None:
         """SAM 2's training forward and loss on a batch of clips; returns the weighted loss.
@@ -123,21 +173,15 @@ class SAM2VideoModule(LightningModule):
             reduce_fx="sum",
             batch_size=batch.batch_size,
         )
-        clips = forward_training(self.model, batch, self.prompts, training=True)
-        if not clips:
+        forward = forward_training(self.model, batch, self.prompts, training=True, plan_rng=self.plan_rng)
+        if forward is None:
             rank_zero_warn(f"training batch {batch_idx} ({batch.video_names}) has no object; step skipped")
             return None
-        # SAM2Loss divides by the objects of its call; weighting each clip by its share of the batch's objects
-        # gives the loss of the whole batch (exactly upstream's for one clip per batch).
-        losses: dict[str, torch.Tensor] = {}
-        for clip in clips:
-            clip_losses = self.loss(clip.frames, batch.masks[:, clip.objects])
-            share = clip.objects.numel() / batch.num_objects
-            for key, value in clip_losses.items():
-                losses[key] = losses.get(key, 0.0) + value * share
+        # One call over all objects of the batch: SAM2Loss divides by their number (averaged over DDP ranks).
+        losses = self.loss(forward.frames, batch.masks)
         loss = losses[CORE_LOSS_KEY]
         if not torch.isfinite(loss):
-            values = ", ".join(f"{key}={float(value):.4g}" for key, value in losses.items())
+            values = ", ".join(f"{key}={float(value.detach()):.4g}" for key, value in losses.items())
             raise FloatingPointError(
                 f"non-finite training loss at step {self.global_step} on videos {batch.video_names}: {values}"
             )

@@ -97,9 +97,11 @@ def noisy_box_prompt(
         max_offset = torch.clamp(sides * noise, max=noise_bound).repeat(1, 2)  # [N, 4] (dx, dy, dx, dy)
         uniform = _rand((num, 1, 4), generator, masks.device).view(num, 4)
         boxes = boxes + (2 * uniform - 1) * max_offset
-        upper = torch.tensor([width - 1, height - 1] * 2, dtype=boxes.dtype, device=boxes.device)
-        boxes = torch.minimum(boxes.clamp(min=0), upper)
-    labels = torch.tensor([BOX_TOP_LEFT_LABEL, BOX_BOTTOM_RIGHT_LABEL], dtype=torch.int32, device=masks.device)
+        # Clamped with Python bounds (no host-to-device copy, hence no host sync on a GPU).
+        xs, ys = boxes[:, 0::2].clamp(0, width - 1), boxes[:, 1::2].clamp(0, height - 1)
+        boxes = torch.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], dim=1)
+    labels = torch.full((num, 2), BOX_TOP_LEFT_LABEL, dtype=torch.int32, device=masks.device)
+    labels[:, 1] = BOX_BOTTOM_RIGHT_LABEL
     labels = torch.where(valid[:, None], labels, PADDING_LABEL)
     # Empty rows stay at 0: their side and hence their offset bound is 0.
     return boxes.view(num, 2, 2), labels, valid
@@ -343,24 +345,10 @@ class PromptPlan:
         )
 
 
-def _uniform(generator: torch.Generator | None) -> float:
-    return float(torch.rand((), generator=generator))
-
-
-def _integer(low: int, high: int, generator: torch.Generator | None) -> int:
-    """Uniform integer in ``[low, high]`` (both ends included)."""
-    return int(torch.randint(low, high + 1, (), generator=generator))
-
-
-def _sample_without_replacement(pool: list[int], count: int, generator: torch.Generator | None) -> list[int]:
-    order = torch.randperm(len(pool), generator=generator)[:count]
-    return [pool[i] for i in order.tolist()]
-
-
 def plan_prompts(
     num_frames: int,
     config: PromptConfig,
-    generator: torch.Generator | None = None,
+    rng: np.random.Generator | None = None,
     training: bool = True,
 ) -> PromptPlan:
     """Draw how a clip of ``num_frames`` frames is prompted, as ``SAM2Train.prepare_prompt_inputs`` does.
@@ -373,10 +361,15 @@ def plan_prompts(
     input on that frame, as upstream. Unlike upstream, the frame counts are capped at ``num_frames`` so that short
     clips do not fail.
 
+    The plan has its own random source, a NumPy generator as upstream's ``SAM2Train.rng`` (``default_rng(42)``):
+    it is the same on every DDP rank, so all ranks prompt their clips alike, while the click and box noise use
+    the per-rank torch generator. The draws are upstream's, call by call, so a generator in the same state gives
+    the plan ``SAM2Train.prepare_prompt_inputs`` gives.
+
     Args:
         num_frames: frames in the clip (>= 1).
         config: probabilities and counts.
-        generator: CPU random source; the global one when None.
+        rng: the plan's random source; a fresh unseeded one when None.
         training: use the ``*_for_train`` settings (else ``*_for_eval``).
 
     Returns:
@@ -394,19 +387,23 @@ def plan_prompts(
     if num_frames == 1:
         prob_points, num_correct, num_init = 1.0, 1, 1
 
-    # The draws come in upstream's order so that the plan distribution is the same.
-    use_points = _uniform(generator) < prob_points
+    rng = rng if rng is not None else np.random.default_rng()
+    # The same draws in the same order as upstream: the same generator state gives the same plan.
+    use_points = bool(rng.random() < prob_points)
     if rand_init and num_init > 1:
-        num_init = _integer(1, num_init, generator)
+        num_init = int(rng.integers(1, num_init, endpoint=True))
     if use_points and rand_correct and num_correct > num_init:
-        num_correct = _integer(num_init, num_correct, generator)
-    init_cond_frames = [0, *_sample_without_replacement(list(range(1, num_frames)), num_init - 1, generator)]
-    box_frames = [t for t in init_cond_frames if use_points and _uniform(generator) < prob_box]
-    if not use_points:
-        frames_to_correct: list[int] = []
-    else:
+        num_correct = int(rng.integers(num_init, num_correct, endpoint=True))
+    init_cond_frames = [0]
+    if num_init > 1:
+        init_cond_frames += [int(t) for t in rng.choice(range(1, num_frames), num_init - 1, replace=False)]
+    box_frames = [t for t in init_cond_frames if use_points and rng.random() < prob_box]
+    frames_to_correct: list[int] = []
+    if use_points:
+        frames_to_correct = list(init_cond_frames)
         others = [t for t in range(num_frames) if t not in init_cond_frames]
-        frames_to_correct = init_cond_frames + _sample_without_replacement(others, num_correct - num_init, generator)
+        if num_correct > num_init:
+            frames_to_correct += [int(t) for t in rng.choice(others, num_correct - num_init, replace=False)]
     return PromptPlan(
         num_frames=num_frames,
         use_mask=not use_points,

@@ -1,8 +1,9 @@
 """SAM 2 tracking over a :class:`VideoBatch`, plain torch (the LightningModule only calls these):
 
 - :func:`forward_training`: SAM 2's training forward (what ``SAM2Train`` does upstream): image encoder on all frames,
-  a prompt plan per clip (mask, noisy box or click on the initial conditioning frames, iterative correction clicks),
-  memory-conditioned tracking of the other frames, outputs in the official multi-step layout for ``SAM2Loss``;
+  one prompt plan for the batch (mask, noisy box or click on the initial conditioning frames, iterative correction
+  clicks), memory-conditioned tracking of the other frames with the objects of all clips batched, outputs in the
+  official multi-step layout for ``SAM2Loss``;
 - :func:`segment_video` / :func:`segment_batch` / :func:`predict_batch`: semi-supervised VOS, each object prompted
   with its ground-truth mask on the first frame where it appears and tracked to the end (validation, test, predict).
 
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from sam2.utils.misc import concat_points
@@ -45,20 +47,19 @@ class VideoPrediction:
 
 
 @dataclass
-class ClipForward:
-    """Training forward of one clip of a batch.
+class TrainingForward:
+    """Training forward of a batch: one prompt plan and one tracking pass for the objects of all its clips.
 
-    ``plan``: how it was prompted; ``objects``: ``[n]`` indices of its objects on the batch's ``O`` axis;
-    ``frames``: ``T`` dicts in ``SAM2Train``'s layout, per frame ``multistep_pred_multimasks_high_res`` (list over
-    prompting steps of ``[n, M, S, S]`` logits, ``M`` = 3 for zero or one click else 1),
-    ``multistep_pred_ious`` (``[n, M]``), ``multistep_object_score_logits`` (``[n, 1]``),
-    ``multistep_point_inputs`` (point prompts of each step or None), plus SAM 2's ``pred_masks`` (``[n, 1, S/4,
-    S/4]``), ``pred_masks_high_res`` (``[n, 1, S, S]``), ``obj_ptr``, ``maskmem_features``, ``maskmem_pos_enc``.
-    One step per frame, ``1 + num_correction_points`` on corrected frames.
+    ``plan``: how the batch was prompted; ``frames``: ``T`` dicts in ``SAM2Train``'s layout, per frame
+    ``multistep_pred_multimasks_high_res`` (list over prompting steps of ``[O, M, S, S]`` logits, ``M`` = 3 for
+    zero or one click else 1), ``multistep_pred_ious`` (``[O, M]``), ``multistep_object_score_logits``
+    (``[O, 1]``), ``multistep_point_inputs`` (point prompts of each step or None), plus SAM 2's ``pred_masks``
+    (``[O, 1, S/4, S/4]``), ``pred_masks_high_res`` (``[O, 1, S, S]``), ``obj_ptr``, ``maskmem_features``,
+    ``maskmem_pos_enc``. ``O`` is the batch's object axis (clip after clip). One step per frame,
+    ``1 + num_correction_points`` on corrected frames.
     """
 
     plan: PromptPlan
-    objects: torch.Tensor
     frames: list[dict[str, Any]]
 
 
@@ -67,17 +68,21 @@ def forward_training(
     batch: VideoBatch,
     prompts: PromptConfig,
     training: bool = True,
+    plan_rng: np.random.Generator | None = None,
     generator: torch.Generator | None = None,
-) -> list[ClipForward]:
-    """SAM 2's training forward on a batch: one :class:`ClipForward` per clip that has objects.
+    plan: PromptPlan | None = None,
+) -> TrainingForward | None:
+    """SAM 2's training forward on a batch, as ``SAM2Train.forward``; None when the batch has no object.
 
     ``batch.images`` must be ``[T, B, 3, S, S]`` with ``S`` the model's ``image_size`` (point coordinates and masks
-    are in that pixel space). The image encoder runs once on all ``T·B`` frames; each clip then gets its own prompt
-    plan (:func:`plan_prompts` with ``prompts``; ``training`` picks the ``*_for_train`` or ``*_for_eval`` settings)
-    and is tracked with its own memory: initial conditioning frames first (GT mask used as output, a noisy box, or a
-    click from the GT mask), then the other frames in time order, correction clicks drawn from the error between
-    the current prediction and the GT (or from the GT with the plan's small probability), each fed to the decoder
-    with the previous low-resolution logits as mask prompt. ``generator``: CPU random source (global when None).
+    are in that pixel space). The image encoder runs once on all ``T·B`` frames; the batch then gets one prompt
+    plan (:func:`plan_prompts` with ``prompts`` and ``plan_rng``; ``training`` picks the ``*_for_train`` or
+    ``*_for_eval`` settings), or ``plan`` when given (a pinned plan), and the objects of all clips are tracked
+    together, each on the features of its own clip: initial conditioning frames first (GT mask used as output, a
+    noisy box, or a click from the GT mask; all drawn before tracking, as upstream), then the other frames in
+    time order, correction clicks drawn from the error between the current prediction and the GT (or from the GT
+    with the plan's probability, decided with ``plan_rng`` as upstream). ``generator``: random source of the box
+    noise and clicks (any device; the global one of the batch's device when None, as upstream).
     """
     size = model.image_size
     num_frames = batch.num_frames
@@ -86,47 +91,48 @@ def forward_training(
             f"training batches must be {size}x{size} (the model's image_size), got images "
             f"{tuple(batch.images.shape[-2:])} and masks {tuple(batch.masks.shape[-2:])}"
         )
+    if batch.num_objects == 0:
+        return None
+    if plan is None:
+        plan = plan_prompts(num_frames, prompts, rng=plan_rng, training=training)
+    elif plan.num_frames != num_frames:
+        raise ValueError(f"the pinned prompt plan has {plan.num_frames} frames, the batch {num_frames}")
     # Clip-major flattening, as SAM 2's BatchedVideoDatapoint.flat_img_batch: frame t of clip b is b * T + t.
     backbone_out = model.forward_image(batch.images.transpose(0, 1).flatten(0, 1))
     _, vision_feats, vision_pos, feat_sizes = model._prepare_backbone_features(backbone_out)
     flat_index = batch.obj_to_frame_idx[..., 1].long() * num_frames + batch.obj_to_frame_idx[..., 0].long()  # [T, O]
 
-    clips = []
-    for b in range(batch.batch_size):
-        objects = batch.objects_of(b)
-        if objects.numel() == 0:
-            continue
+    def features_at(t: int) -> Features:
+        return [x[:, flat_index[t]] for x in vision_feats], [x[:, flat_index[t]] for x in vision_pos]
 
-        def features_at(t: int, objects: torch.Tensor = objects) -> Features:
-            index = flat_index[t, objects]
-            return [x[:, index] for x in vision_feats], [x[:, index] for x in vision_pos]
-
-        plan = plan_prompts(num_frames, prompts, generator=generator, training=training)
-        frames = track_clip(model, plan, batch.masks[:, objects], features_at, feat_sizes, generator)
-        clips.append(ClipForward(plan=plan, objects=objects, frames=frames))
-    return clips
+    frames = track_objects(model, plan, batch.masks, features_at, feat_sizes, plan_rng, generator)
+    return TrainingForward(plan=plan, frames=frames)
 
 
-def track_clip(
+def track_objects(
     model: nn.Module,
     plan: PromptPlan,
     gt_masks: torch.Tensor,
     features_at: Callable[[int], Features],
     feat_sizes: list[tuple[int, int]],
+    plan_rng: np.random.Generator | None = None,
     generator: torch.Generator | None = None,
 ) -> list[dict[str, Any]]:
-    """Prompt and track the ``n`` objects of one clip following ``plan`` (see :func:`forward_training`).
+    """Prompt and track ``n`` objects following ``plan`` (see :func:`forward_training`).
 
     ``gt_masks``: ``[T, n, S, S]`` bool; ``features_at(t)``: the backbone features and position encodings of frame
-    ``t`` for the ``n`` objects in SAM 2's ``[HW, n, C]`` layout; ``feat_sizes``: their spatial sizes.
-    Returns the ``T`` per-frame output dicts described in :class:`ClipForward`.
+    ``t`` for the ``n`` objects in SAM 2's ``[HW, n, C]`` layout; ``feat_sizes``: their spatial sizes;
+    ``plan_rng``: decides which correction clicks come from the GT (a fresh generator when None).
+    Returns the ``T`` per-frame output dicts described in :class:`TrainingForward`.
     """
     num_frames = plan.num_frames
+    plan_rng = plan_rng if plan_rng is not None else np.random.default_rng()
+    initial = {t: _initial_prompt(plan, t, gt_masks[t], generator) for t in plan.init_cond_frames}
     memory: dict[str, dict[int, dict[str, Any]]] = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
     for t in plan.processing_order:
         vision_feats, vision_pos = features_at(t)
         gt = gt_masks[t]
-        point_inputs, mask_inputs = _initial_prompt(plan, t, gt, generator)
+        point_inputs, mask_inputs = initial.get(t, (None, None))
         is_init = t in plan.init_cond_frames
         out, sam_outputs, high_res_features, pix_feat = model._track_step(
             t, is_init, vision_feats, vision_pos, feat_sizes, point_inputs, mask_inputs, memory, num_frames, False, None
@@ -134,7 +140,7 @@ def track_clip(
         steps = _StepRecorder(point_inputs, sam_outputs)
         if t in plan.frames_to_add_correction_pt:
             for _ in range(plan.num_correction_points):
-                from_gt = plan.prob_to_sample_from_gt > 0 and _uniform(generator) < plan.prob_to_sample_from_gt
+                from_gt = plan.prob_to_sample_from_gt > 0 and plan_rng.random() < plan.prob_to_sample_from_gt
                 pred = None if from_gt else steps.high_res_masks[:, 0] > 0
                 coords, labels = sample_error_click(gt, pred, plan.point_sampling, generator)
                 point_inputs = concat_points(point_inputs, coords, labels)
@@ -200,10 +206,6 @@ class _StepRecorder:
             "pred_masks_high_res": self.high_res_masks,
             "obj_ptr": self.obj_ptr,
         }
-
-
-def _uniform(generator: torch.Generator | None) -> float:
-    return float(torch.rand((), generator=generator))
 
 
 def first_appearance(masks: torch.Tensor) -> torch.Tensor:
