@@ -49,10 +49,13 @@ class ClipDataModule(NormalizeOnDevice, L.LightningDataModule):
         val_max_num_objects: objects per evaluation clip; None = all.
         num_workers: DataLoader workers per device.
         repeat: times each training video is visited per epoch (SAM 2's ``multiplier``).
-        seed: base seed; samples are seeded by (seed, epoch, rank, worker, index).
+        seed: base seed; samples are seeded by (seed, epoch, rank, index).
         skip_bad_samples: skip (and log, and count in ``VideoBatch.num_skipped``) bad samples instead of raising.
         train_transform: training transform; None = :class:`SAM2TrainTransform` at ``image_size``.
         val_transform: evaluation transform; None = :class:`EvalTransform` at ``image_size``.
+        predict_split: the split ``samlab predict`` reads (``"val"``, ``"test"``, ``"train"`` or ``"predict"``, the
+            ``predict_*`` data of the modules that take some); None: ``"predict"`` when that data is given, else
+            ``"val"``. ``predict`` prints the split, its folder and its size.
 
     Transforms built with ``normalize=False`` (the defaults) give uint8 frames, normalised on the device after the
     transfer with the transform's ``mean``/``std``. A given transform with a ``resolution`` other than ``image_size``
@@ -77,8 +80,13 @@ class ClipDataModule(NormalizeOnDevice, L.LightningDataModule):
         skip_bad_samples: bool = False,
         train_transform: ClipTransform | None = None,
         val_transform: ClipTransform | None = None,
+        predict_split: Split | None = None,
     ) -> None:
         super().__init__()
+        if predict_split not in (None, "train", "val", "test", "predict"):
+            raise ValueError(f"predict_split must be 'train', 'val', 'test' or 'predict', got {predict_split!r}")
+        self.predict_split = predict_split
+        self.has_predict_data = False  # data given for the "predict" split itself (predict_root)
         self.image_size = image_size
         self.num_frames = num_frames
         self.max_num_objects = max_num_objects
@@ -136,9 +144,15 @@ class ClipDataModule(NormalizeOnDevice, L.LightningDataModule):
         return getattr(transform, "mean", IMAGENET_MEAN), getattr(transform, "std", IMAGENET_STD)
 
     def setup(self, stage: str | None = None) -> None:
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": (self.predicted_split(),)}
         for split in splits.get(stage or "fit", ("train", "val")):
             self.dataset(split)
+
+    def predicted_split(self) -> Split:
+        """The split ``samlab predict`` reads (see ``predict_split``)."""
+        if self.predict_split is not None:
+            return self.predict_split
+        return "predict" if self.has_predict_data else "val"
 
     def loader(self, split: Split, batch_size: int | None = None) -> DataLoader:
         """A DataLoader over ``split`` yielding :class:`VideoBatch`; DDP-aware through :class:`SeededSampler`."""
@@ -166,7 +180,12 @@ class ClipDataModule(NormalizeOnDevice, L.LightningDataModule):
         return self.loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self.loader("predict")
+        split = self.predicted_split()
+        loader = self.loader(split)
+        if self.trainer is None or self.trainer.is_global_zero:
+            source = getattr(loader.dataset.videos, "root", type(loader.dataset.videos).__name__)
+            print(f"predict: split '{split}' of {type(self).__name__}: {len(loader.dataset)} items from {source}")
+        return loader
 
 
 class MOSEDataModule(ClipDataModule):
@@ -174,7 +193,7 @@ class MOSEDataModule(ClipDataModule):
 
     ``root``: training set folder; ``file_list``: optional file with one video name per line (e.g. DAVIS'
     ``ImageSets/2017/train.txt``); ``val_root``/``val_file_list``: held-out videos; ``test_*``/``predict_*`` likewise
-    (prediction defaults to validation). ``per_object``: ``Annotations/<vid>/<obj:03d>/<frame>.png`` binary masks.
+    (``samlab predict`` reads them when given, else validation: ``predict_split``). ``per_object``: ``Annotations/<vid>/<obj:03d>/<frame>.png`` binary masks.
     ``image_dir``/``annotation_dir``: the two folders under each root (DAVIS 2017: ``JPEGImages/480p``,
     ``Annotations/480p``).
     Other arguments: :class:`ClipDataModule`.
@@ -198,14 +217,15 @@ class MOSEDataModule(ClipDataModule):
         super().__init__(**kwargs)
         self.image_dir = image_dir
         self.annotation_dir = annotation_dir
-        self.roots = {"train": root, "val": val_root, "test": test_root, "predict": predict_root or val_root}
+        self.roots = {"train": root, "val": val_root, "test": test_root, "predict": predict_root}
         self.file_lists = {
             "train": file_list,
             "val": val_file_list,
             "test": test_file_list,
-            "predict": predict_file_list if predict_root else val_file_list,
+            "predict": predict_file_list,
         }
         self.per_object = per_object
+        self.has_predict_data = predict_root is not None
 
     def reader(self, split: Split) -> VideoReader | None:
         from samlab.data.formats.davis import DAVISReader
@@ -252,8 +272,9 @@ class SAVDataModule(ClipDataModule):
         self.file_list = file_list
         self.include_auto = include_auto
         self.ann_every = ann_every
-        self.eval_roots = {"val": val_root, "test": test_root, "predict": predict_root or val_root}
-        self.eval_file_lists = {"val": val_file_list, "test": test_file_list, "predict": val_file_list}
+        self.eval_roots = {"val": val_root, "test": test_root, "predict": predict_root}
+        self.eval_file_lists = {"val": val_file_list, "test": test_file_list, "predict": None}
+        self.has_predict_data = predict_root is not None
 
     def reader(self, split: Split) -> VideoReader | None:
         from samlab.data.formats.sav import SAVReader
