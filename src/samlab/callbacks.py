@@ -200,7 +200,7 @@ def last_checkpoint_path(trainer: Trainer) -> Path:
 
 
 def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
@@ -251,7 +251,9 @@ class ProgressBar(RichProgressBar):
         return int(trainer.max_epochs * batches // max(trainer.accumulate_grad_batches, 1))
 
     def _format(self, metrics: dict[str, Any]) -> list[str]:
-        return [f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in metrics.items()]
+        return [
+            f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in metrics.items()
+        ]
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int

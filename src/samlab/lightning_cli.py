@@ -69,6 +69,8 @@ class SamlabCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         """Place the run: loggers' folder and version, and ``--ckpt_path last`` (see the class docstring)."""
+        if self.subcommand is None:  # run=False: the caller instantiates and runs what it needs
+            return
         config = self.config[self.subcommand]
         root = Path(config.trainer.default_root_dir or ".")
         loggers = _run_loggers(config.trainer.logger)
@@ -78,11 +80,12 @@ class SamlabCLI(LightningCLI):
         run_roots = [Path(entry.init_args.save_dir) / (entry.init_args.name or "") for entry in loggers]
         search_root = run_roots[0] if run_roots else root / "lightning_logs"
         if config.get("ckpt_path") == "last":
+            checkpoint = f"checkpoints/{LAST_CHECKPOINT}"
             config.ckpt_path = newest_last_checkpoint(search_root)
             if config.ckpt_path is None and self.subcommand != "fit":
-                self.parser.error(f"--ckpt_path last: no run of {search_root} has a checkpoints/{LAST_CHECKPOINT}")
+                self.parser.error(f"--ckpt_path last: no run of {search_root} has a {checkpoint}")
             if config.ckpt_path is None:
-                _say(f"--ckpt_path last: no run of {search_root} has a checkpoints/{LAST_CHECKPOINT} yet: starting a new run")
+                _say(f"--ckpt_path last: no run of {search_root} has a {checkpoint} yet: starting a new run")
             else:
                 config.ckpt_path = str(config.ckpt_path)
         if not loggers:
@@ -106,7 +109,6 @@ class SamlabCLI(LightningCLI):
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
-
 
 
 def _say(message: str) -> None:

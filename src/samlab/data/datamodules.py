@@ -144,7 +144,12 @@ class ClipDataModule(NormalizeOnDevice, L.LightningDataModule):
         return getattr(transform, "mean", IMAGENET_MEAN), getattr(transform, "std", IMAGENET_STD)
 
     def setup(self, stage: str | None = None) -> None:
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": (self.predicted_split(),)}
+        splits = {
+            "fit": ("train", "val"),
+            "validate": ("val",),
+            "test": ("test",),
+            "predict": (self.predicted_split(),),
+        }
         for split in splits.get(stage or "fit", ("train", "val")):
             self.dataset(split)
 
@@ -193,7 +198,8 @@ class MOSEDataModule(ClipDataModule):
 
     ``root``: training set folder; ``file_list``: optional file with one video name per line (e.g. DAVIS'
     ``ImageSets/2017/train.txt``); ``val_root``/``val_file_list``: held-out videos; ``test_*``/``predict_*`` likewise
-    (``samlab predict`` reads them when given, else validation: ``predict_split``). ``per_object``: ``Annotations/<vid>/<obj:03d>/<frame>.png`` binary masks.
+    (``samlab predict`` reads them when given, else validation: ``predict_split``). ``per_object``:
+    ``Annotations/<vid>/<obj:03d>/<frame>.png`` binary masks.
     ``image_dir``/``annotation_dir``: the two folders under each root (DAVIS 2017: ``JPEGImages/480p``,
     ``Annotations/480p``).
     Other arguments: :class:`ClipDataModule`.

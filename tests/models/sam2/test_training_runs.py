@@ -166,17 +166,16 @@ def test_killed_run_resumes_from_the_last_scheduled_checkpoint(tmp_path, uninter
     _check_resumed(tmp_path, root, 4, uninterrupted)
 
 
-def test_ckpt_path_last_without_a_run_starts_a_new_one(tmp_path):
-    from samlab.lightning_cli import SamlabCLI
+def test_ckpt_path_last_without_a_run_starts_a_new_one(tmp_path, capsys, one_torch_thread):
+    from samlab.cli import main
 
     root = tmp_path / "runs"
     override = _override(tmp_path, root, max_steps=1)
-    cli = SamlabCLI(
-        args=["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--config", str(override), "--ckpt_path", "last"],
-        run=False,
-    )
-    assert cli.config.fit.ckpt_path is None
-    assert cli.trainer.log_dir == str(root / "version_0")
+    main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--config", str(override), "--ckpt_path", "last"])
+    out = capsys.readouterr().out
+    assert f"--ckpt_path last: no run of {root} has a checkpoints/last.ckpt yet: starting a new run" in out
+    assert f"run folder: {root / 'version_0'}\n" in out
+    assert torch.load(root / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 1
 
 
 @pytest.mark.slow
@@ -195,10 +194,12 @@ def test_one_run_one_folder_and_plain_progress_lines(tmp_path):
     override.write_text(yaml.safe_dump(config))
     log = tmp_path / "fit.log"
     with log.open("w") as handle:  # stdout is a file, not a terminal
-        subprocess.run(_command("--config", str(override)), stdout=handle, stderr=subprocess.STDOUT, env=_env(), check=True)
+        subprocess.run(
+            _command("--config", str(override)), stdout=handle, stderr=subprocess.STDOUT, env=_env(), check=True
+        )
     lines = log.read_text().splitlines()
     folder = root / "version_0"
-    assert lines[0] == f"run folder: {folder}"
+    assert f"run folder: {folder}" in lines[:3]  # after Lightning's "Seed set to 0"
     plain = [line for line in lines if line.startswith("step ")]
     assert [line.split(" | ")[0] for line in plain] == ["step 2/4", "step 4/4"]
     for line in plain:
