@@ -242,6 +242,36 @@ def test_resumable_loader_continues_mid_epoch_and_after_a_complete_epoch():
     assert finished.sampler.epoch == 3 and finished.sampler.start == 0  # a complete epoch resumes at the next one
 
 
+def test_mixed_loader_resumes_mid_epoch_with_the_same_draws_and_member_positions():
+    from samlab.data.datamodules import MixedLoader
+    from samlab.data.datasets import seeded_loader
+
+    class Keys(torch.utils.data.Dataset):
+        def __init__(self, name: str, size: int) -> None:
+            self.name, self.size = name, size
+
+        def __len__(self) -> int:
+            return self.size
+
+        def __getitem__(self, key):
+            return (self.name, key[0])
+
+    def mixed() -> MixedLoader:
+        loaders = [seeded_loader(Keys("a", 6), 2, True, list, seed=1), seeded_loader(Keys("b", 9), 3, True, list)]
+        made = MixedLoader(loaders, [1.0, 1.0], seed=4)
+        made.sampler.set_epoch(1)
+        return made
+
+    uninterrupted = list(mixed())
+    stopped = mixed()
+    iterator = iter(stopped)
+    served = [next(iterator) for _ in range(3)]
+    resumed = mixed()
+    resumed.load_state_dict(stopped.state_dict())
+    assert stopped.state_dict() == {"epoch": 1, "batches": 3}
+    assert served + list(resumed) == uninterrupted
+
+
 def test_samples_do_not_depend_on_the_worker_that_loads_them(mose_root):
     from samlab.data.datasets import seeded_loader
 

@@ -12,6 +12,7 @@ receives float32 normalised ``images``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -421,19 +422,46 @@ class MixedLoader:
         self.weights = np.asarray(weights, dtype=np.float64)
         self.seed = seed
         self.sampler = _EpochSetter(self.loaders)
+        self._served = 0
+        self._skip = 0
 
     def __len__(self) -> int:
         return sum(len(loader) for loader in self.loaders)
 
-    def __iter__(self) -> Iterator[VideoBatch]:
-        rng = np.random.default_rng([self.seed, self.sampler.epoch])
-        iterators = [iter(loader) for loader in self.loaders]
+    def _draws(self, epoch: int) -> Iterator[int]:
+        """The member each batch of ``epoch`` comes from, in order."""
+        rng = np.random.default_rng([self.seed, epoch])
         remaining = [len(loader) for loader in self.loaders]
         while any(remaining):
             weights = np.where(np.asarray(remaining) > 0, self.weights, 0.0)
-            choice = int(rng.choice(len(iterators), p=weights / weights.sum()))
+            choice = int(rng.choice(len(self.loaders), p=weights / weights.sum()))
             remaining[choice] -= 1
+            yield choice
+
+    def __iter__(self) -> Iterator[VideoBatch]:
+        skip, self._skip = self._skip, 0
+        draws = itertools.islice(self._draws(self.sampler.epoch), skip, None)
+        iterators = [iter(loader) for loader in self.loaders]
+        self._served = skip
+        for choice in draws:
+            self._served += 1
             yield next(iterators[choice])
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"epoch": E, "batches": B}``: ``B`` batches of epoch ``E`` were served (see :class:`ResumableLoader`)."""
+        return {"epoch": int(self.sampler.epoch), "batches": self._served}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Make the next iteration continue after ``state_dict["batches"]`` batches of ``state_dict["epoch"]``: the
+        same member draws, and each member loader resumes after the batches it had served."""
+        epoch, served = int(state_dict["epoch"]), int(state_dict["batches"])
+        if served >= len(self):
+            epoch, served = epoch + 1, 0
+        self.sampler.set_epoch(epoch)
+        counts = np.bincount(list(itertools.islice(self._draws(epoch), served)), minlength=len(self.loaders))
+        for loader, count in zip(self.loaders, counts, strict=True):
+            loader.load_state_dict({"epoch": epoch, "batches": int(count)})
+        self._skip = served
 
 
 class MixedDataModule(NormalizeOnDevice, L.LightningDataModule):
