@@ -264,12 +264,14 @@ def seeded_loader(
     trainer: Any = None,
     seed: int = 0,
     num_workers: int = 0,
-) -> ResumableLoader:
+) -> DataLoader:
     """The DataLoader every samlab data module uses: a :class:`SeededSampler` over the ``trainer``'s processes (one
     process without a trainer), shuffled and with incomplete last batches dropped under DDP when ``training``,
-    :func:`worker_init_fn`, persistent workers; a :class:`ResumableLoader` (its epoch position goes in checkpoints)."""
+    :func:`worker_init_fn`, persistent workers. Training loaders are :class:`ResumableLoader` (their epoch position
+    goes in checkpoints); evaluation loaders plain DataLoaders (Lightning rebuilds those with its own samplers)."""
     replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-    return ResumableLoader(
+    loader_class = ResumableLoader if training else DataLoader
+    return loader_class(
         dataset,
         batch_size=batch_size,
         sampler=SeededSampler(dataset, num_replicas=replicas, rank=rank, shuffle=training, seed=seed),
