@@ -96,3 +96,21 @@ def test_validation_images_reach_wandb_offline(tmp_path, monkeypatch):
     [run] = list((tmp_path / "wandb").glob("offline-run-*"))
     images = list((run / "files" / "media" / "images").rglob("*.png"))
     assert len(images) == 1 and images[0].parent.name == "val_samples"
+
+
+def test_progress_bar_epoch_description_without_max_epochs_and_plain_choice(monkeypatch):
+    from types import SimpleNamespace
+
+    from samlab.callbacks import ProgressBar
+
+    bar = ProgressBar()
+    bar._trainer = SimpleNamespace(max_epochs=-1)  # a run bounded by max_steps only
+    assert bar._get_train_description(20).strip() == "Epoch 20"  # Lightning's own bar says "Epoch 20/-2"
+    bar._trainer = SimpleNamespace(max_epochs=40)
+    assert bar._get_train_description(20).strip() == "Epoch 20/39"
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
+    assert bar._plain() and not ProgressBar(plain=False)._plain()
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert not bar._plain() and ProgressBar(plain=True)._plain()
+    with pytest.raises(ValueError, match="every_n_steps"):
+        ProgressBar(every_n_steps=0)

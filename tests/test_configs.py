@@ -123,7 +123,7 @@ def _quickstart_override(tmp_path: Path, **trainer) -> Path:
     return path
 
 
-def test_predict_writes_palette_pngs_the_readers_accept(tmp_path):
+def test_predict_writes_palette_pngs_the_readers_accept(tmp_path, capsys):
     from samlab.data.formats.davis import DAVISReader
 
     out = tmp_path / "pred"
@@ -139,6 +139,9 @@ def test_predict_writes_palette_pngs_the_readers_accept(tmp_path):
     )
     main(["predict", "--config", str(CONFIGS / "quickstart.yaml"), "--config", str(override)])
     val = tmp_path / "quickstart" / "val"
+    printed = capsys.readouterr().out  # which data, and where the masks went
+    assert f"predict: split 'val' of SynthVideoDataModule: 1 items from {val}" in printed
+    assert f"predict: wrote the masks of 1 videos to {out}" in printed
     videos = sorted(p.name for p in (val / "JPEGImages").iterdir())
     assert sorted(p.name for p in out.iterdir()) == videos
     gt = DAVISReader(val)
@@ -155,12 +158,14 @@ def test_wandb_logger_block_runs_offline(tmp_path, monkeypatch):
     override = _quickstart_override(tmp_path, max_steps=1, limit_val_batches=0, callbacks=[])
     wandb_block = yaml.safe_load((CONFIGS / "loggers" / "wandb.yaml").read_text())
     for logger in wandb_block["trainer"]["logger"]:
-        logger["init_args"]["save_dir"] = str(tmp_path / "runs")
+        if logger["class_path"].endswith("WandbLogger"):
+            logger["init_args"]["save_dir"] = str(tmp_path / "runs")
     block_file = tmp_path / "wandb.yaml"
     block_file.write_text(yaml.safe_dump(wandb_block))
     main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--config", str(block_file), "--config", str(override)])
     runs = list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+    assert (tmp_path / "run" / "version_0" / "metrics.csv").is_file()  # the CSV log in the run folder
     # The resolved config is the run's W&B config.
     import wandb
 
@@ -170,17 +175,14 @@ def test_wandb_logger_block_runs_offline(tmp_path, monkeypatch):
     assert logged["data"]["init_args"]["image_size"] == 64
 
 
-def test_tensorboard_logger_block_logs_scalars_and_config(tmp_path):
+def test_tensorboard_logger_block_logs_scalars_and_config_into_the_run_folder(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     override = _quickstart_override(tmp_path, max_steps=2, log_every_n_steps=1, limit_val_batches=0, callbacks=[])
-    block = yaml.safe_load((CONFIGS / "loggers" / "tensorboard.yaml").read_text())
-    for logger in block["trainer"]["logger"]:
-        logger["init_args"]["save_dir"] = str(tmp_path / "runs")
-    block_file = tmp_path / "tensorboard.yaml"
-    block_file.write_text(yaml.safe_dump(block))
+    block_file = CONFIGS / "loggers" / "tensorboard.yaml"
     main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--config", str(block_file), "--config", str(override)])
-    [version] = list((tmp_path / "runs" / "tensorboard").iterdir())
+    [version] = list((tmp_path / "run").iterdir())  # TensorBoard and CSV share one folder
+    assert version.name == "version_0" and (version / "metrics.csv").is_file()
     events = EventAccumulator(str(version))
     events.Reload()
     assert "train/loss" in events.Tags()["scalars"]

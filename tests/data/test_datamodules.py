@@ -214,6 +214,76 @@ def test_seeded_loader_shards_over_the_trainers_processes():
     assert all(loader.drop_last for loader in shards) and not single.drop_last
 
 
+def test_resumable_loader_continues_mid_epoch_and_after_a_complete_epoch():
+    from samlab.data.datasets import ResumableLoader, seeded_loader
+
+    class Keys(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 10
+
+        def __getitem__(self, key):
+            return key
+
+    def loader() -> ResumableLoader:
+        made = seeded_loader(Keys(), 3, training=True, collate_fn=list, seed=1)
+        made.sampler.set_epoch(2)
+        return made
+
+    uninterrupted = list(loader())
+    stopped = loader()
+    iterator = iter(stopped)
+    served = [next(iterator), next(iterator)]
+    assert stopped.state_dict() == {"epoch": 2, "batches": 2}
+    resumed = loader()
+    resumed.sampler.set_epoch(0)
+    resumed.load_state_dict(stopped.state_dict())
+    assert served + list(resumed) == uninterrupted  # the same batches, none loaded twice
+    assert resumed.state_dict() == {"epoch": 2, "batches": 4}
+    assert list(resumed) == uninterrupted  # the skip applies to one iteration only
+    finished = loader()
+    finished.load_state_dict({"epoch": 2, "batches": 4})
+    assert finished.sampler.epoch == 3 and finished.sampler.start == 0  # a complete epoch resumes at the next one
+
+
+def test_mixed_loader_resumes_mid_epoch_with_the_same_draws_and_member_positions():
+    from samlab.data.datamodules import MixedLoader
+    from samlab.data.datasets import seeded_loader
+
+    class Keys(torch.utils.data.Dataset):
+        def __init__(self, name: str, size: int) -> None:
+            self.name, self.size = name, size
+
+        def __len__(self) -> int:
+            return self.size
+
+        def __getitem__(self, key):
+            return (self.name, key[0])
+
+    def mixed() -> MixedLoader:
+        loaders = [seeded_loader(Keys("a", 6), 2, True, list, seed=1), seeded_loader(Keys("b", 9), 3, True, list)]
+        made = MixedLoader(loaders, [1.0, 1.0], seed=4)
+        made.sampler.set_epoch(1)
+        return made
+
+    uninterrupted = list(mixed())
+    stopped = mixed()
+    iterator = iter(stopped)
+    served = [next(iterator) for _ in range(3)]
+    resumed = mixed()
+    resumed.load_state_dict(stopped.state_dict())
+    assert stopped.state_dict() == {"epoch": 1, "batches": 3}
+    assert served + list(resumed) == uninterrupted
+
+
+def test_samples_do_not_depend_on_the_worker_that_loads_them(mose_root):
+    from samlab.data.datasets import seeded_loader
+
+    dataset = ClipDataset(DAVISReader(mose_root), ClipSampler(2, 2), EvalTransform(resolution=16), seed=3)
+    one, two = (seeded_loader(dataset, 1, True, collate_samples, num_workers=n) for n in (0, 2))
+    for a, b in zip(one, two, strict=True):
+        assert a.video_names == b.video_names and torch.equal(a.images, b.images)
+
+
 def test_transform_resolution_must_equal_image_size():
     from samlab.data.transforms import SAM2TrainTransform
 

@@ -12,6 +12,7 @@ receives float32 normalised ``images``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -49,10 +50,13 @@ class ClipDataModule(NormalizeOnDevice, L.LightningDataModule):
         val_max_num_objects: objects per evaluation clip; None = all.
         num_workers: DataLoader workers per device.
         repeat: times each training video is visited per epoch (SAM 2's ``multiplier``).
-        seed: base seed; samples are seeded by (seed, epoch, rank, worker, index).
+        seed: base seed; samples are seeded by (seed, epoch, rank, index).
         skip_bad_samples: skip (and log, and count in ``VideoBatch.num_skipped``) bad samples instead of raising.
         train_transform: training transform; None = :class:`SAM2TrainTransform` at ``image_size``.
         val_transform: evaluation transform; None = :class:`EvalTransform` at ``image_size``.
+        predict_split: the split ``samlab predict`` reads (``"val"``, ``"test"``, ``"train"`` or ``"predict"``, the
+            ``predict_*`` data of the modules that take some); None: ``"predict"`` when that data is given, else
+            ``"val"``. ``predict`` prints the split, its folder and its size.
 
     Transforms built with ``normalize=False`` (the defaults) give uint8 frames, normalised on the device after the
     transfer with the transform's ``mean``/``std``. A given transform with a ``resolution`` other than ``image_size``
@@ -77,8 +81,13 @@ class ClipDataModule(NormalizeOnDevice, L.LightningDataModule):
         skip_bad_samples: bool = False,
         train_transform: ClipTransform | None = None,
         val_transform: ClipTransform | None = None,
+        predict_split: Split | None = None,
     ) -> None:
         super().__init__()
+        if predict_split not in (None, "train", "val", "test", "predict"):
+            raise ValueError(f"predict_split must be 'train', 'val', 'test' or 'predict', got {predict_split!r}")
+        self.predict_split = predict_split
+        self.has_predict_data = False  # data given for the "predict" split itself (predict_root)
         self.image_size = image_size
         self.num_frames = num_frames
         self.max_num_objects = max_num_objects
@@ -136,9 +145,20 @@ class ClipDataModule(NormalizeOnDevice, L.LightningDataModule):
         return getattr(transform, "mean", IMAGENET_MEAN), getattr(transform, "std", IMAGENET_STD)
 
     def setup(self, stage: str | None = None) -> None:
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+        splits = {
+            "fit": ("train", "val"),
+            "validate": ("val",),
+            "test": ("test",),
+            "predict": (self.predicted_split(),),
+        }
         for split in splits.get(stage or "fit", ("train", "val")):
             self.dataset(split)
+
+    def predicted_split(self) -> Split:
+        """The split ``samlab predict`` reads (see ``predict_split``)."""
+        if self.predict_split is not None:
+            return self.predict_split
+        return "predict" if self.has_predict_data else "val"
 
     def loader(self, split: Split, batch_size: int | None = None) -> DataLoader:
         """A DataLoader over ``split`` yielding :class:`VideoBatch`; DDP-aware through :class:`SeededSampler`."""
@@ -166,7 +186,12 @@ class ClipDataModule(NormalizeOnDevice, L.LightningDataModule):
         return self.loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self.loader("predict")
+        split = self.predicted_split()
+        loader = self.loader(split)
+        if self.trainer is None or self.trainer.is_global_zero:
+            source = getattr(loader.dataset.videos, "root", type(loader.dataset.videos).__name__)
+            print(f"predict: split '{split}' of {type(self).__name__}: {len(loader.dataset)} items from {source}")
+        return loader
 
 
 class MOSEDataModule(ClipDataModule):
@@ -174,7 +199,8 @@ class MOSEDataModule(ClipDataModule):
 
     ``root``: training set folder; ``file_list``: optional file with one video name per line (e.g. DAVIS'
     ``ImageSets/2017/train.txt``); ``val_root``/``val_file_list``: held-out videos; ``test_*``/``predict_*`` likewise
-    (prediction defaults to validation). ``per_object``: ``Annotations/<vid>/<obj:03d>/<frame>.png`` binary masks.
+    (``samlab predict`` reads them when given, else validation: ``predict_split``). ``per_object``:
+    ``Annotations/<vid>/<obj:03d>/<frame>.png`` binary masks.
     ``image_dir``/``annotation_dir``: the two folders under each root (DAVIS 2017: ``JPEGImages/480p``,
     ``Annotations/480p``).
     Other arguments: :class:`ClipDataModule`.
@@ -198,14 +224,15 @@ class MOSEDataModule(ClipDataModule):
         super().__init__(**kwargs)
         self.image_dir = image_dir
         self.annotation_dir = annotation_dir
-        self.roots = {"train": root, "val": val_root, "test": test_root, "predict": predict_root or val_root}
+        self.roots = {"train": root, "val": val_root, "test": test_root, "predict": predict_root}
         self.file_lists = {
             "train": file_list,
             "val": val_file_list,
             "test": test_file_list,
-            "predict": predict_file_list if predict_root else val_file_list,
+            "predict": predict_file_list,
         }
         self.per_object = per_object
+        self.has_predict_data = predict_root is not None
 
     def reader(self, split: Split) -> VideoReader | None:
         from samlab.data.formats.davis import DAVISReader
@@ -252,8 +279,9 @@ class SAVDataModule(ClipDataModule):
         self.file_list = file_list
         self.include_auto = include_auto
         self.ann_every = ann_every
-        self.eval_roots = {"val": val_root, "test": test_root, "predict": predict_root or val_root}
-        self.eval_file_lists = {"val": val_file_list, "test": test_file_list, "predict": val_file_list}
+        self.eval_roots = {"val": val_root, "test": test_root, "predict": predict_root}
+        self.eval_file_lists = {"val": val_file_list, "test": test_file_list, "predict": None}
+        self.has_predict_data = predict_root is not None
 
     def reader(self, split: Split) -> VideoReader | None:
         from samlab.data.formats.sav import SAVReader
@@ -394,19 +422,46 @@ class MixedLoader:
         self.weights = np.asarray(weights, dtype=np.float64)
         self.seed = seed
         self.sampler = _EpochSetter(self.loaders)
+        self._served = 0
+        self._skip = 0
 
     def __len__(self) -> int:
         return sum(len(loader) for loader in self.loaders)
 
-    def __iter__(self) -> Iterator[VideoBatch]:
-        rng = np.random.default_rng([self.seed, self.sampler.epoch])
-        iterators = [iter(loader) for loader in self.loaders]
+    def _draws(self, epoch: int) -> Iterator[int]:
+        """The member each batch of ``epoch`` comes from, in order."""
+        rng = np.random.default_rng([self.seed, epoch])
         remaining = [len(loader) for loader in self.loaders]
         while any(remaining):
             weights = np.where(np.asarray(remaining) > 0, self.weights, 0.0)
-            choice = int(rng.choice(len(iterators), p=weights / weights.sum()))
+            choice = int(rng.choice(len(self.loaders), p=weights / weights.sum()))
             remaining[choice] -= 1
+            yield choice
+
+    def __iter__(self) -> Iterator[VideoBatch]:
+        skip, self._skip = self._skip, 0
+        draws = itertools.islice(self._draws(self.sampler.epoch), skip, None)
+        iterators = [iter(loader) for loader in self.loaders]
+        self._served = skip
+        for choice in draws:
+            self._served += 1
             yield next(iterators[choice])
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"epoch": E, "batches": B}``: ``B`` batches of epoch ``E`` were served (see :class:`ResumableLoader`)."""
+        return {"epoch": int(self.sampler.epoch), "batches": self._served}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Make the next iteration continue after ``state_dict["batches"]`` batches of ``state_dict["epoch"]``: the
+        same member draws, and each member loader resumes after the batches it had served."""
+        epoch, served = int(state_dict["epoch"]), int(state_dict["batches"])
+        if served >= len(self):
+            epoch, served = epoch + 1, 0
+        self.sampler.set_epoch(epoch)
+        counts = np.bincount(list(itertools.islice(self._draws(epoch), served)), minlength=len(self.loaders))
+        for loader, count in zip(self.loaders, counts, strict=True):
+            loader.load_state_dict({"epoch": epoch, "batches": int(count)})
+        self._skip = served
 
 
 class MixedDataModule(NormalizeOnDevice, L.LightningDataModule):

@@ -1,19 +1,22 @@
 """Torch datasets over readers: reader → clip sampler → transform, with seeding and bad-sample handling.
 
-Every sample draws its randomness from a generator seeded by ``(seed, epoch, rank, worker, index, attempt)``: the
-:class:`SeededSampler` hands the dataset ``(index, epoch, rank)`` triples, so augmentations differ across epochs,
-ranks and DataLoader workers yet a run is reproducible, with or without persistent workers.
+Every sample draws its randomness from a generator seeded by ``(seed, epoch, rank, index, attempt)``: the
+:class:`SeededSampler` hands the dataset ``(index, epoch, rank)`` triples, so augmentations differ across epochs and
+ranks yet a run is reproducible, whichever DataLoader worker loads a sample (with or without persistent workers, with
+any ``num_workers``). :class:`ResumableLoader` saves its position in the epoch in checkpoints, so a run resumed
+mid-epoch loads the batches an uninterrupted run would.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from samlab.data.batch import VideoBatch, collate_clips
 from samlab.data.formats.base import Video
@@ -93,9 +96,9 @@ class ClipDataset(Dataset):
         return len(self.videos) * self.repeat
 
     def _rng(self, index: int, epoch: int, rank: int, attempt: int) -> np.random.Generator:
-        info = get_worker_info()
-        worker = info.id if info is not None else 0
-        return np.random.default_rng([self.seed, epoch, rank, worker, index, attempt])
+        # The 0 is where the worker id was: a sample must not depend on the worker that loads it (a resumed run
+        # skips batches, which moves samples to other workers), and one-worker runs keep their random streams.
+        return np.random.default_rng([self.seed, epoch, rank, 0, index, attempt])
 
     def load(self, index: int, rng: np.random.Generator, epoch: int = 0) -> Clip:
         """Sample, read and transform the clip of item ``index`` of ``epoch`` with ``rng`` (raises
@@ -189,6 +192,7 @@ class SeededSampler(DistributedSampler):
 
     It partitions (and, when ``shuffle``, permutes with ``seed + epoch``) the dataset like
     :class:`~torch.utils.data.DistributedSampler`; Lightning keeps it as is under DDP and calls ``set_epoch``.
+    ``start``: keys of this process's share to skip in the next iteration only (a run resumed mid-epoch); 0 after.
     """
 
     def __init__(
@@ -201,10 +205,46 @@ class SeededSampler(DistributedSampler):
         drop_last: bool = False,
     ) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        self.start = 0
 
     def __iter__(self) -> Iterator[SampleKey]:  # type: ignore[override]
-        for index in super().__iter__():
+        start, self.start = self.start, 0
+        for index in itertools.islice(super().__iter__(), start, None):
             yield (int(index), self.epoch, self.rank)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over a :class:`SeededSampler` that knows its position in the epoch.
+
+    Lightning saves the ``state_dict`` of stateful training loaders in its checkpoints and hands it back to
+    ``load_state_dict`` on resume: ``{"epoch": E, "batches": B}``, the epoch and the batches of it served so far. On
+    resume, the next iteration starts at batch ``B`` of epoch ``E`` (at the next epoch when ``E`` was complete),
+    without loading the skipped samples, so a run resumed mid-epoch gets the batches an uninterrupted one would.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.sampler, SeededSampler):
+            raise TypeError(f"ResumableLoader needs a SeededSampler, got {type(self.sampler).__name__}")
+        self._served = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        self._served = self.sampler.start // (self.batch_size or 1)
+        for batch in super().__iter__():
+            self._served += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"epoch": E, "batches": B}``: ``B`` batches of epoch ``E`` were served by the current iteration."""
+        return {"epoch": int(self.sampler.epoch), "batches": self._served}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Make the next iteration continue after ``state_dict["batches"]`` batches of ``state_dict["epoch"]``."""
+        epoch, served = int(state_dict["epoch"]), int(state_dict["batches"])
+        if served >= len(self):
+            epoch, served = epoch + 1, 0
+        self.sampler.set_epoch(epoch)
+        self.sampler.start = served * (self.batch_size or 1)
 
 
 def worker_init_fn(worker_id: int) -> None:
@@ -228,10 +268,12 @@ def seeded_loader(
     """The DataLoader every samlab data module uses: a :class:`SeededSampler` over the ``trainer``'s processes (one
     process without a trainer), shuffled and with incomplete last batches dropped under DDP when ``training``,
     :func:`worker_init_fn`, persistent workers, and batches in pinned memory when the trainer runs on CUDA (so that
-    their copies to the GPU are asynchronous)."""
+    their copies to the GPU are asynchronous). Training loaders are :class:`ResumableLoader` (their epoch position
+    goes in checkpoints); evaluation loaders plain DataLoaders (Lightning rebuilds those with its own samplers)."""
     replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
     pin_memory = trainer is not None and trainer.strategy.root_device.type == "cuda"
-    return DataLoader(
+    loader_class = ResumableLoader if training else DataLoader
+    return loader_class(
         dataset,
         batch_size=batch_size,
         sampler=SeededSampler(dataset, num_replicas=replicas, rank=rank, shuffle=training, seed=seed),

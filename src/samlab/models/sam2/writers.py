@@ -89,16 +89,31 @@ def write_object_pngs(prediction: VideoPrediction, output_dir: str | Path) -> li
 class VOSMaskWriter(BasePredictionWriter):
     """Lightning callback writing each predicted video (a :class:`VideoPrediction` from ``predict_step``) to disk.
 
-    ``output_dir``: root of the written masks; ``layout``: ``"davis"`` (palette PNG per frame) or ``"sav"``
-    (binary PNG per object and frame), see the module docstring.
+    ``output_dir``: root of the written masks; None: ``<trainer.default_root_dir>/predictions``. ``layout``:
+    ``"davis"`` (palette PNG per frame) or ``"sav"`` (binary PNG per object and frame), see the module docstring.
+    ``samlab predict`` prints the folder before it starts and the number of videos written when it ends.
     """
 
-    def __init__(self, output_dir: str | Path, layout: Layout = "davis") -> None:
+    def __init__(self, output_dir: str | Path | None = None, layout: Layout = "davis") -> None:
         super().__init__(write_interval="batch")
         if layout not in ("davis", "sav"):
             raise ValueError(f"unknown mask layout {layout!r}: expected 'davis' or 'sav'")
-        self.output_dir = Path(output_dir)
+        self.output_dir = None if output_dir is None else Path(output_dir)
         self.layout = layout
+        self.videos_written = 0
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.output_dir is None:
+            self.output_dir = Path(trainer.default_root_dir) / "predictions"
+
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.videos_written = 0
+        if trainer.is_global_zero:
+            print(f"predict: writing {self.layout}-layout masks to {self.output_dir}", flush=True)
+
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        process = f" (process {trainer.global_rank})" if trainer.world_size > 1 else ""
+        print(f"predict: wrote the masks of {self.videos_written} videos to {self.output_dir}{process}", flush=True)
 
     def write_on_batch_end(
         self,
@@ -113,3 +128,4 @@ class VOSMaskWriter(BasePredictionWriter):
         """Write one video's masks (``prediction`` is a :class:`VideoPrediction`)."""
         write = write_palette_pngs if self.layout == "davis" else write_object_pngs
         write(prediction, self.output_dir)
+        self.videos_written += 1
