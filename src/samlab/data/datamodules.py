@@ -2,8 +2,9 @@
 
 Training clips: ``num_frames`` contiguous annotated frames with up to ``max_num_objects`` objects visible on the first
 frame, augmented by ``train_transform`` (default: SAM 2's MOSE fine-tuning recipe at ``image_size``). Validation,
-test and prediction use whole videos (``val_num_frames=None``) with every annotated object, resized only, one video
-per batch. ``image_size`` is linked to the model's by the CLI, so YAML files state it once.
+test and prediction use whole videos (``val_num_frames=None``) with every annotated object, frames resized only
+and masks kept at their size on disk (J&F at the original resolution, the official protocol), one video per
+batch. ``image_size`` is linked to the model's by the CLI, so YAML files state it once.
 
 The default transforms hand over uint8 frames; :meth:`ClipDataModule.on_after_batch_transfer` normalises them on
 the device (a quarter of the bytes between worker processes, and no float32 pass on the CPU), so the model always
@@ -52,7 +53,8 @@ class ClipDataModule(NormalizeOnDevice, L.LightningDataModule):
         seed: base seed; samples are seeded by (seed, epoch, rank, worker, index).
         skip_bad_samples: skip (and log, and count in ``VideoBatch.num_skipped``) bad samples instead of raising.
         train_transform: training transform; None = :class:`SAM2TrainTransform` at ``image_size``.
-        val_transform: evaluation transform; None = :class:`EvalTransform` at ``image_size``.
+        val_transform: evaluation transform; None = :class:`EvalTransform` at ``image_size`` with the masks kept
+            at their size on disk (``resize_masks=False``), so that J&F is scored at the original resolution.
 
     Transforms built with ``normalize=False`` (the defaults) give uint8 frames, normalised on the device after the
     transfer with the transform's ``mean``/``std``. A given transform with a ``resolution`` other than ``image_size``
@@ -118,7 +120,7 @@ class ClipDataModule(NormalizeOnDevice, L.LightningDataModule):
                 repeat = self.repeat
             else:
                 sampler = ClipSampler(self.val_num_frames, self.val_max_num_objects)
-                transform = self.val_transform or EvalTransform(resolution=self.image_size, normalize=False)
+                transform = self.val_transform or EvalTransform(self.image_size, normalize=False, resize_masks=False)
                 repeat = 1
             self.datasets[split] = ClipDataset(
                 reader,
