@@ -98,7 +98,8 @@ class ClipDataModule(NormalizeOnDevice, L.LightningDataModule):
             if resolution is not None and resolution != image_size:
                 raise ValueError(
                     f"{name} {type(transform).__name__} has resolution {resolution} but image_size is {image_size}: "
-                    "set both to the same size (the model is built for image_size)"
+                    "set both to the same size (the model is built for image_size); samlab's CLI links the "
+                    f"resolution of {name} to image_size, state it only in transforms nested in it (e.g. `then`)"
                 )
         self.train_transform = train_transform
         self.val_transform = val_transform
