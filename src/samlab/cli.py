@@ -77,11 +77,16 @@ def build_tool_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``samlab`` console script; returns the exit status."""
-    from samlab.errors import DataError
+    from samlab.errors import ConfigError, DataError
 
     given = list(sys.argv[1:] if argv is None else argv)
     if given and given[0] in TRAINING_COMMANDS:
-        _lightning_cli(argv)
+        try:
+            _lightning_cli(argv)
+        except (ConfigError, DataError) as err:
+            # The explanation is the whole story (cause, config key, fix): no traceback to bury it.
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         return 0
     parser = build_tool_parser()
     args, extra = parser.parse_known_args(given)

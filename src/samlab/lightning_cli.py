@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from lightning.fabric.utilities.rank_zero import rank_zero_only
@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from samlab.callbacks import ResumeOnSignal
+from samlab.error_reports import explain_build_error, explain_parse_error
 from samlab.runs import LAST_CHECKPOINT, AtomicCheckpointIO, newest_last_checkpoint, next_version, run_folder_of
 
 
@@ -38,11 +39,34 @@ class SaveConfigNextToCheckpoints(SaveConfigCallback):
                 self.parser.save(self.config, target, skip_none=False, overwrite=True, multifile=False)
 
 
+class SamlabArgumentParser(LightningArgumentParser):
+    """LightningCLI's parser, whose errors about a wrong key end with the key, "did you mean" and the fix.
+
+    Other errors are jsonargparse's own.
+    """
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        explained = explain_parse_error(message, self._known_keys(), command=self.prog.split()[-1])
+        if explained is None or not self.exit_on_error:
+            super().error(message, ex)
+        raise explained
+
+    def _known_keys(self) -> list[str]:
+        keys = [option.lstrip("-") for option in self._option_string_actions if option.startswith("--")]
+        subcommands = self._subcommands_action
+        for parser in subcommands._name_parser_map.values() if subcommands else []:
+            keys += parser._known_keys() if isinstance(parser, SamlabArgumentParser) else []
+        return keys
+
+
 class SamlabCLI(LightningCLI):
     """``samlab fit|validate|test|predict``: any LightningModule / LightningDataModule given by ``class_path``.
 
-    ``data.init_args.image_size`` is linked to ``model.init_args.image_size``: recipes state it once, on the data
-    side. The module's ``configure_optimizers`` is used as is (no ``--optimizer`` / ``--lr_scheduler`` groups).
+    ``data.init_args.image_size`` is linked to ``model.init_args.image_size`` and to the ``resolution`` of the data's
+    ``train_transform`` / ``val_transform`` when given: recipes state it once, on the data side. A wrong key or a
+    model, data module or trainer that cannot be built ends in a :class:`~samlab.errors.ConfigError` (cause,
+    config key, fix). The module's ``configure_optimizers`` is used as is (no ``--optimizer`` / ``--lr_scheduler``
+    groups).
 
     Runs: every TensorBoard / CSV logger writes into one run folder ``<default_root_dir>/version_<N>`` (a logger
     without ``save_dir`` gets ``trainer.default_root_dir``), named in the first lines of the output.
@@ -56,6 +80,7 @@ class SamlabCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         trainer_defaults = dict(kwargs.pop("trainer_defaults", None) or {})
         trainer_defaults.setdefault("callbacks", [ResumeOnSignal()])
+        kwargs.setdefault("parser_class", SamlabArgumentParser)
         super().__init__(
             subclass_mode_model=True,
             subclass_mode_data=True,
@@ -64,8 +89,20 @@ class SamlabCLI(LightningCLI):
             **kwargs,
         )
 
+    def instantiate_classes(self) -> None:
+        """Build the model, data module and trainer; a failure becomes a :class:`~samlab.errors.ConfigError`
+        naming its cause, the config key and the fix (see :mod:`samlab.error_reports`)."""
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            raise explain_build_error(err, config, command=self.subcommand or "fit") from err
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.init_args.image_size", "model.init_args.image_size")
+        # The transforms' input size is the data's image_size too (the SAM-on-COCO recipes state neither twice).
+        for transform in ("train_transform", "val_transform"):
+            parser.link_arguments("data.init_args.image_size", f"data.init_args.{transform}.init_args.resolution")
 
     def before_instantiate_classes(self) -> None:
         """Place the run: loggers' folder and version, and ``--ckpt_path last`` (see the class docstring)."""

@@ -45,6 +45,7 @@ def test_mose_layout_ground_truth_and_exit_reentry(tmp_path: Path) -> None:
         "annotated_frames": 16,
         "objects": sum(int(p.any(axis=0).sum()) for p in present.values()),
         "masks": sum(int(p.sum()) for p in present.values()),
+        "sparsely_annotated": [],
     }
     for p in present.values():
         assert p[0].all()  # every object is visible on frame 0
@@ -66,7 +67,14 @@ def test_deterministic_given_seed(tmp_path: Path) -> None:
 
 def test_sav_train_schema_video_and_frames(tmp_path: Path) -> None:
     summary = synthesize("sav", tmp_path, videos=1, frames=3, size=(32, 48), seed=1, objects=2)
-    assert summary == {"items": 1, "frames": 9, "annotated_frames": 3, "objects": 2, "masks": summary["masks"]}
+    assert summary == {
+        "items": 1,
+        "frames": 9,
+        "annotated_frames": 3,
+        "objects": 2,
+        "masks": summary["masks"],
+        "sparsely_annotated": ["sav_000001"],  # every 4th frame
+    }
     data = json.loads((tmp_path / "sav_000001_manual.json").read_text())
     assert set(data) == SAV_KEYS
     if EXAMPLE.is_file():
@@ -99,12 +107,26 @@ def test_sav_val_layout(tmp_path: Path) -> None:
     ]
     assert len(pngs) == 6 and not (tmp_path / "sav_000001.mp4").exists()
     nonempty = sum(int((np.asarray(Image.open(p)) > 0).any()) for p in (tmp_path / "Annotations_6fps").rglob("*.png"))
-    assert summary == {"items": 2, "frames": 18, "annotated_frames": 6, "objects": 4, "masks": nonempty}
+    assert summary == {
+        "items": 2,
+        "frames": 18,
+        "annotated_frames": 6,
+        "objects": 4,
+        "masks": nonempty,
+        "sparsely_annotated": ["sav_000001", "sav_000002"],
+    }
 
 
 def test_sa1b_schema_and_overlapping_masks(tmp_path: Path) -> None:
     summary = synthesize("sa1b", tmp_path, videos=2, size=(32, 48), seed=3, objects=3)
-    assert summary == {"items": 2, "frames": 2, "annotated_frames": 2, "objects": 7, "masks": 7}
+    assert summary == {
+        "items": 2,
+        "frames": 2,
+        "annotated_frames": 2,
+        "objects": 7,
+        "masks": 7,
+        "sparsely_annotated": [],
+    }
     record = json.loads((tmp_path / "sa_1.json").read_text())
     assert record["image"] == {"image_id": 1, "width": 48, "height": 32, "file_name": "sa_1.jpg"}
     assert (tmp_path / "sa_1.jpg").is_file() and (tmp_path / "sa_2.jpg").is_file()
@@ -129,7 +151,14 @@ def test_coco_schema_and_segmentation_kinds(tmp_path: Path) -> None:
     assert all((tmp_path / "images" / im["file_name"]).is_file() for im in data["images"])
     assert [c["name"] for c in data["categories"]] == ["ellipse", "polygon"]
     # the crowd region of each image is not an object
-    assert summary == {"items": 2, "frames": 2, "annotated_frames": 2, "objects": 4, "masks": 4}
+    assert summary == {
+        "items": 2,
+        "frames": 2,
+        "annotated_frames": 2,
+        "objects": 4,
+        "masks": 4,
+        "sparsely_annotated": [],
+    }
     kinds = []
     for ann in data["annotations"]:
         seg = ann["segmentation"]

@@ -86,6 +86,22 @@ def test_eval_transform_shapes_dtypes_and_normalisation():
     assert (out.object_ids, out.frame_indices, out.orig_size) == ([1], [10, 11], (30, 40))
 
 
+def test_eval_transform_can_keep_masks_at_their_size_on_disk():
+    frames = [np.full((30, 40, 3), 90, dtype=np.uint8) for _ in range(2)]
+    masks = np.zeros((2, 2, 30, 40), dtype=bool)
+    masks[0, 0, 10:20, 20:40] = True
+    masks[1, 1, 3:7, 1:2] = True  # a thin object that a 16x16 resize would lose
+    clip = dataclasses.replace(make_clip(frames, masks), object_ids=[4, 9], labels=[1, 2])
+    out = EvalTransform(resolution=16, normalize=False, resize_masks=False)(clip, np.random.default_rng(0))
+
+    assert all(frame.dtype == torch.uint8 and frame.shape == (3, 16, 16) for frame in out.frames)
+    assert out.masks.dtype == bool and np.array_equal(out.masks, masks)
+    assert (out.object_ids, out.labels, out.orig_size) == ([4, 9], [1, 2], (30, 40))
+    resized = EvalTransform(resolution=16, normalize=False)(clip, np.random.default_rng(0))
+    assert resized.masks.shape == (2, 2, 16, 16)
+    assert all(torch.equal(a, b) for a, b in zip(out.frames, resized.frames))
+
+
 def test_pack_unpack_roundtrip_over_several_planes():
     masks = np.random.default_rng(0).random((3, 11, 5, 7)) < 0.5
     packed = pack_masks(masks)

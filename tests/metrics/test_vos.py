@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from samlab.metrics.vos import (
-    JandF,
+from samlab.metrics.vos import JandF
+from samlab.metrics.vos_scores import (
     SequenceScores,
     boundary_map,
     boundary_radius,

@@ -82,3 +82,48 @@ def test_coco_root_as_json_file(tmp_path):
     assert len(open_reader("coco", ann)) == len(open_reader("coco", root)) == 2
     shutil.rmtree(root / "images")
     assert any("missing" in p.message for p in check_dataset("coco", root))
+
+
+def test_check_warns_about_a_deleted_annotation_png_and_stats_names_the_video(tmp_path, capsys):
+    """MOSE layout, every frame annotated; one video loses the PNG of frame 3: a named, counted warning, exit 0."""
+    root = tmp_path / "mose"
+    synthesize("mose", root, videos=3, frames=6, size=(40, 56), seed=2, objects=2)
+    videos = sorted(p.name for p in (root / "JPEGImages").iterdir())
+    (root / "Annotations" / videos[1] / "00003.png").unlink()
+    problems = check_dataset("mose", root)
+    assert [p.warning for p in problems] == [True]
+    assert problems[0].path == str(root / "Annotations" / videos[1] / "00003.png")
+    assert f"video '{videos[1]}': frame 00003.jpg has no annotation PNG" in problems[0].message
+    assert main(["data", "check", "--format", "mose", str(root)]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith(f"warning: {root / 'Annotations' / videos[1] / '00003.png'}: ")
+    assert "0 problem(s), 1 warning(s)" in out.err
+    stats = dataset_stats("mose", root)
+    assert stats.sparsely_annotated == [videos[1]] and stats.annotated_frames == 17 and stats.frames == 18
+    # A frame outside the annotated range (the last one) is not a warning, but the video is sparse.
+    (root / "Annotations" / videos[2] / "00005.png").unlink()
+    assert len(check_dataset("mose", root)) == 1
+    assert dataset_stats("mose", root).sparsely_annotated == [videos[1], videos[2]]
+    # A real error is still exit 1, and counted apart from the warnings.
+    (root / "JPEGImages" / videos[0] / "00002.jpg").write_bytes(b"not a jpeg")
+    assert main(["data", "check", "--format", "mose", str(root)]) == 1
+    assert "1 problem(s), 1 warning(s)" in capsys.readouterr().err
+
+
+def test_check_follows_the_annotation_step_of_sav_val(tmp_path, capsys):
+    """SA-V val: PNGs every 4th frame are not warnings; a lost on-step PNG of one object is."""
+    root = tmp_path / "sav"
+    counts = synthesize("sav", root, videos=2, frames=4, size=(40, 56), seed=3, objects=2, layout="val")
+    assert counts["sparsely_annotated"] == ["sav_000001", "sav_000002"]
+    assert check_dataset("sav", root) == []
+    assert dataset_stats("sav", root).sparsely_annotated == ["sav_000001", "sav_000002"]
+    lost = root / "Annotations_6fps" / "sav_000002" / "001" / "00008.png"
+    lost.unlink()
+    (warning,) = check_dataset("sav", root)
+    assert warning.warning and warning.path == str(lost)
+    assert "video 'sav_000002': object 001 has no annotation PNG for frame 00008" in str(warning)
+    (root / "Annotations_6fps" / "sav_000002" / "000" / "00008.png").unlink()  # now no object has frame 8
+    (warning,) = check_dataset("sav", root)
+    assert warning.path == str(root / "Annotations_6fps" / "sav_000002" / "00008.png")
+    assert "frame 00008.jpg has no annotation PNG (inside the annotated frames 00000..00012, every 4)" in str(warning)
+    assert main(["data", "check", "--format", "sav", str(root)]) == 0

@@ -48,11 +48,13 @@ def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
 def _check(args: argparse.Namespace) -> int:
     from samlab.tools.inspection import check_dataset
 
-    problems = check_dataset(args.format, args.root, layout=args.layout)
-    for problem in problems:
+    found = check_dataset(args.format, args.root, layout=args.layout)
+    for problem in found:
         print(problem)
-    print(f"{len(problems)} problem(s) in {args.root}", file=sys.stderr)
-    return 1 if problems else 0
+    warnings = sum(problem.warning for problem in found)
+    errors = len(found) - warnings
+    print(f"{errors} problem(s), {warnings} warning(s) in {args.root}", file=sys.stderr)
+    return 1 if errors else 0
 
 
 def _stats_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,17 +103,18 @@ TOOLS = [
         "check",
         "validate a dataset folder; lists every problem with its file, exit 1 if any",
         "Read every frame and every annotation of a dataset and list each problem (missing or truncated frames, "
-        "corrupt JSON, masks whose size differs from their frame, items without objects) with the file it is in. "
-        "Exit status 1 when there is any problem.",
+        "corrupt JSON, masks whose size differs from their frame, items without objects) with the file it is in, "
+        "and warns about frames without annotation PNG inside a video's annotated range (MOSE, DAVIS, SA-V val). "
+        "Exit status 1 when there is any problem (warnings do not count).",
         _dataset_arguments,
         _check,
     ),
     Tool(
         "data",
         "stats",
-        "count items, frames, annotated frames, objects and masks",
+        "count items, frames, annotated frames, objects and masks; name sparsely annotated videos",
         "Count items (images or videos), frames, annotated frames, objects (distinct objects or masklets) and masks "
-        "(non-empty masks) of a dataset folder.",
+        "(non-empty masks) of a dataset folder, and name the sparsely annotated videos (frames without annotation).",
         _stats_arguments,
         _stats,
     ),

@@ -2,8 +2,9 @@
 
 Training clips: ``num_frames`` contiguous annotated frames with up to ``max_num_objects`` objects visible on the first
 frame, augmented by ``train_transform`` (default: SAM 2's MOSE fine-tuning recipe at ``image_size``). Validation,
-test and prediction use whole videos (``val_num_frames=None``) with every annotated object, resized only, one video
-per batch. ``image_size`` is linked to the model's by the CLI, so YAML files state it once.
+test and prediction use whole videos (``val_num_frames=None``) with every annotated object, frames resized only
+and masks kept at their size on disk (J&F at the original resolution, the official protocol), one video per
+batch. ``image_size`` is linked to the model's by the CLI, so YAML files state it once.
 
 The default transforms hand over uint8 frames; :meth:`ClipDataModule.on_after_batch_transfer` normalises them on
 the device (a quarter of the bytes between worker processes, and no float32 pass on the CPU), so the model always
@@ -53,7 +54,8 @@ class ClipDataModule(NormalizeOnDevice, L.LightningDataModule):
         seed: base seed; samples are seeded by (seed, epoch, rank, index).
         skip_bad_samples: skip (and log, and count in ``VideoBatch.num_skipped``) bad samples instead of raising.
         train_transform: training transform; None = :class:`SAM2TrainTransform` at ``image_size``.
-        val_transform: evaluation transform; None = :class:`EvalTransform` at ``image_size``.
+        val_transform: evaluation transform; None = :class:`EvalTransform` at ``image_size`` with the masks kept
+            at their size on disk (``resize_masks=False``), so that J&F is scored at the original resolution.
         predict_split: the split ``samlab predict`` reads (``"val"``, ``"test"``, ``"train"`` or ``"predict"``, the
             ``predict_*`` data of the modules that take some); None: ``"predict"`` when that data is given, else
             ``"val"``. ``predict`` prints the split, its folder and its size.
@@ -105,7 +107,8 @@ class ClipDataModule(NormalizeOnDevice, L.LightningDataModule):
             if resolution is not None and resolution != image_size:
                 raise ValueError(
                     f"{name} {type(transform).__name__} has resolution {resolution} but image_size is {image_size}: "
-                    "set both to the same size (the model is built for image_size)"
+                    "set both to the same size (the model is built for image_size); samlab's CLI links the "
+                    f"resolution of {name} to image_size, state it only in transforms nested in it (e.g. `then`)"
                 )
         self.train_transform = train_transform
         self.val_transform = val_transform
@@ -127,7 +130,7 @@ class ClipDataModule(NormalizeOnDevice, L.LightningDataModule):
                 repeat = self.repeat
             else:
                 sampler = ClipSampler(self.val_num_frames, self.val_max_num_objects)
-                transform = self.val_transform or EvalTransform(resolution=self.image_size, normalize=False)
+                transform = self.val_transform or EvalTransform(self.image_size, normalize=False, resize_masks=False)
                 repeat = 1
             self.datasets[split] = ClipDataset(
                 reader,

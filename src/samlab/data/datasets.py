@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from samlab.data.batch import VideoBatch, collate_clips
 from samlab.data.formats.base import Video
 from samlab.data.sampling import Clip, ClipSampler, ClipSpec, load_clip
-from samlab.errors import DataError
+from samlab.errors import DataError, with_skip_hint
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,7 +112,10 @@ class ClipDataset(Dataset):
     def __getitem__(self, key: int | SampleKey) -> Clip | tuple[Clip, int]:
         index, epoch, rank = (key, 0, 0) if isinstance(key, int) else key
         if not self.skip_bad_samples:
-            return self.load(index, self._rng(index, epoch, rank, 0), epoch)
+            try:
+                return self.load(index, self._rng(index, epoch, rank, 0), epoch)
+            except DataError as err:
+                raise with_skip_hint(err) from None
         return retry_bad_samples(
             lambda i, rng: self.load(i, rng, epoch),
             index,

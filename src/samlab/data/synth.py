@@ -202,8 +202,8 @@ def _uncompressed_rle(mask: np.ndarray) -> dict:
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
 
 
-def _summary() -> dict[str, int]:
-    return {"items": 0, "frames": 0, "annotated_frames": 0, "objects": 0, "masks": 0}
+def _summary() -> dict:
+    return {"items": 0, "frames": 0, "annotated_frames": 0, "objects": 0, "masks": 0, "sparsely_annotated": []}
 
 
 def _scene(seed: int, index: int, size: tuple[int, int], objects: int, frames: int) -> _Scene:
@@ -215,9 +215,11 @@ def _times(count: int) -> list[float]:
     return [t / (count - 1) if count > 1 else 0.0 for t in range(count)]
 
 
-def _add_video(summary: dict[str, int], frame_files: int, masks: list[np.ndarray]) -> None:
+def _add_video(summary: dict, name: str, frame_files: int, masks: list[np.ndarray]) -> None:
     """Count one video: ``masks`` are its ``[O, H, W]`` visible masks on each annotated frame."""
     present = np.array([m.any(axis=(1, 2)) for m in masks])
+    if frame_files > len(masks):
+        summary["sparsely_annotated"].append(name)
     summary["items"] += 1
     summary["frames"] += frame_files
     summary["annotated_frames"] += len(masks)
@@ -240,7 +242,7 @@ def _write_mose(out: Path, videos: int, frames: int, size: tuple[int, int], seed
             _write_jpeg(out / "JPEGImages" / name / f"{t:05d}.jpg", image)
             _write_png(out / "Annotations" / name / f"{t:05d}.png", labels, palette)
             all_masks.append(masks)
-        _add_video(summary, frames, all_masks)
+        _add_video(summary, name, frames, all_masks)
     return summary
 
 
@@ -326,7 +328,7 @@ def _write_sav(
             container.close()
             sav_json = _sav_json(name, total, size, annotated, np.random.default_rng([seed, v, 1]))
             (out / f"{name}_manual.json").write_text(json.dumps(sav_json))
-        _add_video(summary, total, annotated)
+        _add_video(summary, name, total, annotated)
     return summary
 
 
@@ -430,7 +432,7 @@ def synthesize(
     seed: int = 0,
     objects: int = 3,
     layout: Literal["train", "val"] = "train",
-) -> dict[str, int]:
+) -> dict:
     """Write a small synthetic dataset in ``format``'s on-disk layout under ``out`` and return its ground truth.
 
     ``format``: ``"mose"`` (DAVIS layout, palette PNGs), ``"sav"`` (``layout="train"``: ``<vid>.mp4``, its frames
@@ -439,9 +441,9 @@ def synthesize(
     writes ``(frames - 1) * 4 + 1`` frames and annotates every 4th); ``size``: ``(H, W)``; ``objects``: shapes
     per video or image.
 
-    Returns ``{"items", "frames", "annotated_frames", "objects", "masks"}``: videos or images, frame files,
-    annotated frames, distinct objects (masklets, annotations; COCO ``iscrowd`` regions excluded) and non-empty
-    masks.
+    Returns ``{"items", "frames", "annotated_frames", "objects", "masks", "sparsely_annotated"}``: videos or
+    images, frame files, annotated frames, distinct objects (masklets, annotations; COCO ``iscrowd`` regions
+    excluded), non-empty masks, and the names of the videos with frames left unannotated (SA-V's every 4th frame).
     """
     if videos < 1 or frames < 1 or objects < 1:
         raise ValueError(f"videos, frames and objects must be >= 1, got {videos}, {frames}, {objects}")

@@ -464,10 +464,25 @@ class SAM2TrainTransform(ClipTransform):
 
 class EvalTransform(ClipTransform):
     """Square resize to ``resolution`` (bilinear frames, nearest masks), then normalisation as :class:`ClipTransform`
-    (``normalize``); no randomness."""
+    (``normalize``); no randomness.
 
-    def __init__(self, resolution: int = 1024, normalize: bool = True) -> None:
+    ``resize_masks=False`` resizes the frames only and keeps the masks ``[T, O, H, W]`` at their size on disk: VOS
+    scores are then computed at the original resolution, as the official DAVIS / SA-V evaluators do (what the data
+    modules use for validation, test and prediction).
+    """
+
+    def __init__(self, resolution: int = 1024, normalize: bool = True, resize_masks: bool = True) -> None:
         super().__init__(
             [ClipStep(A.Resize(resolution, resolution, interpolation=cv2.INTER_LINEAR, p=1.0))], normalize=normalize
         )
         self.resolution = resolution
+        self.resize_masks = resize_masks
+
+    def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
+        """Transform ``clip`` (see the class docstring)."""
+        if self.resize_masks:
+            return super().__call__(clip, rng)
+        no_objects = dataclasses.replace(clip, masks=clip.masks[:, :0], object_ids=[], labels=[])
+        frames_only = super().__call__(no_objects, rng)
+        masks = np.ascontiguousarray(clip.masks, dtype=bool)
+        return dataclasses.replace(frames_only, masks=masks, object_ids=clip.object_ids, labels=clip.labels)

@@ -7,7 +7,7 @@ Both roots hold one folder per video, in either layout (detected per video, as t
 
 The frames evaluated are the ground truth's; a missing prediction PNG (or video folder) counts as an empty mask and
 is listed in :attr:`VOSResult.missing`. Prediction folders of videos absent from the ground truth are ignored.
-Scoring follows :mod:`samlab.metrics.vos` and equals the official evaluator up to float rounding.
+Scoring follows :mod:`samlab.metrics.vos_scores` and equals the official evaluator up to float rounding.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from PIL import Image
 
 from samlab.data.formats.base import decode_label_png, read_label_png
 from samlab.errors import DataError
-from samlab.metrics.vos import Box, SequenceScores, boundary_radius, object_box, region_boundary_scores
+from samlab.metrics.vos_scores import Box, SequenceScores, boundary_radius, object_box, region_boundary_scores
 from samlab.progress import track
 
 DAVIS = "davis"

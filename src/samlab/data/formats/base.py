@@ -339,13 +339,18 @@ class ImageVideo(Video):
 
 @dataclass
 class Problem:
-    """One problem that :func:`check_videos` found: the file and what is wrong with it."""
+    """One problem that ``samlab data check`` found: the file and what is wrong with it.
+
+    ``warning``: suspicious but readable (a frame without annotation inside a video's annotated range); printed
+    with a ``warning:`` prefix and not counted as an error.
+    """
 
     path: str
     message: str
+    warning: bool = False
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+        return f"{'warning: ' if self.warning else ''}{self.path}: {self.message}"
 
 
 class VideoReader(Sequence[Video]):

@@ -110,6 +110,17 @@ class DAVISVideo(Video):
         return len(self._stems)
 
     @property
+    def frame_files(self) -> dict[str, Path]:
+        """Every frame file on disk, annotated or not, keyed by stem, in frame order."""
+        return dict(self._frames)
+
+    @property
+    def annotation_files(self) -> dict[str, dict[int, Path]]:
+        """Annotation PNGs keyed by frame stem, in frame order: ``{0: palette PNG}``, or ``{object id: binary PNG}``
+        with ``per_object``."""
+        return {stem: dict(self._pngs[stem]) for stem in self._stems}
+
+    @property
     def total_frames(self) -> int:
         return len(self._frames)
 

@@ -31,7 +31,7 @@ from samlab.models.sam2.model import (
 )
 from samlab.models.sam2.optim import cosine_over_run, sam2_param_groups
 from samlab.models.sam2.prompts import PromptConfig
-from samlab.models.sam2.vos import VideoPrediction, forward_training, predict_batch, segment_batch
+from samlab.models.sam2.vos import VideoPrediction, forward_training, predict_batch, resize_masks, segment_batch
 from samlab.visualize import frame_strip, object_colors, overlay_masks, to_uint8_image
 
 
@@ -199,8 +199,10 @@ class SAM2VideoModule(LightningModule):
         return loss
 
     def validation_step(self, batch: VideoBatch, batch_idx: int) -> dict[str, torch.Tensor]:
-        """Semi-supervised VOS of one video at the batch's frame size, scored into ``val/J&F``.
+        """Semi-supervised VOS of one video at the size of its masks, scored into ``val/J&F``.
 
+        The data modules' evaluation batches keep the masks at their size on disk, so the masks and the score are
+        those of ``samlab predict`` + ``samlab eval vos`` (the official protocol: J&F at the original resolution).
         Returns ``{"masks": [T, O, H, W] bool}``, the predicted masks (for :meth:`validation_images`).
         """
         pred = segment_batch(self.model, batch, non_overlapping=self.hparams.non_overlapping)
@@ -213,8 +215,10 @@ class SAM2VideoModule(LightningModule):
         """One image per validation video: a strip of up to ``max_frames`` frames, ground truth on top (the first
         frame's masks are the prompt, outlined in white) and prediction below, one colour per object."""
         images = [to_uint8_image(frame) for frame in batch.images[:, 0]]
-        gt = batch.masks.cpu().numpy()
-        pred = outputs["masks"].cpu().numpy()
+        # Masks are at the video's size on disk, frames at the model's: draw the masks at the frames' size.
+        size = tuple(batch.images.shape[-2:])
+        gt = resize_masks(batch.masks, size).cpu().numpy()
+        pred = resize_masks(outputs["masks"], size).cpu().numpy()
         colors = object_colors(gt.shape[1])
         top = [overlay_masks(image, gt[t], colors) for t, image in enumerate(images)]
         found, _ = cv2.findContours(gt[0].any(0).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)

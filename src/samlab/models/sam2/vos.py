@@ -311,7 +311,7 @@ def segment_video(
             out["maskmem_features"] = out["maskmem_features"].to(torch.bfloat16)
             if is_prompt:
                 group.memory["cond_frame_outputs"][t] = out
-                prompt_out = _resize_masks(prompt, (out_h, out_w))
+                prompt_out = resize_masks(prompt, (out_h, out_w))
                 logits[group.objects] = torch.where(prompt_out, PROMPT_LOGIT, -PROMPT_LOGIT)
             else:
                 group.memory["non_cond_frame_outputs"][t] = out
@@ -387,11 +387,12 @@ def _prompt_input(masks: torch.Tensor, size: int) -> torch.Tensor:
     return masks
 
 
-def _resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``[N, H, W]`` bool masks resized by nearest neighbour to ``size``."""
+def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``[..., H, W]`` bool masks resized by nearest neighbour to ``size`` = ``(h, w)``: ``[..., h, w]`` bool."""
     if tuple(masks.shape[-2:]) == tuple(size):
         return masks.bool()
-    return F.interpolate(masks[:, None].float(), size, mode="nearest-exact")[:, 0] > 0.5
+    flat = masks.reshape(-1, 1, *masks.shape[-2:]).float()
+    return (F.interpolate(flat, size, mode="nearest-exact") > 0.5).reshape(*masks.shape[:-2], *size)
 
 
 def _binarize(logits: torch.Tensor, non_overlapping: bool) -> torch.Tensor:
