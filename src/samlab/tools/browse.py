@@ -44,6 +44,7 @@ class _RecipeCLI(SamlabCLI):
         config = self.config.clone()
         if not self.with_model:
             config.model = None
+        config.trainer.logger = False  # no Trainer is built, so no run folder: run loggers would have no save_dir
         init = self.parser.instantiate_classes(config)
         self.datamodule = init.data
         self.model = init.model

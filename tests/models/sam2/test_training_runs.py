@@ -62,7 +62,9 @@ def _override(tmp_path: Path, root: Path, records: Path | None = None, **trainer
 
 def _env() -> dict[str, str]:
     paths = [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(paths)}
+    # Without the MASTER_PORT/MASTER_ADDR a ddp_spawn test of this process left behind (its port may still be taken).
+    inherited = {k: v for k, v in os.environ.items() if k not in ("MASTER_PORT", "MASTER_ADDR")}
+    return inherited | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def _command(*args: str) -> list[str]:

@@ -152,6 +152,14 @@ class SAM2VideoModule(LightningModule):
             np.random.seed(rank_seed % 2**32)
             torch.manual_seed(rank_seed)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the prompt-plan generator's state, so a resumed run draws the plans the uninterrupted one would."""
+        checkpoint["samlab_plan_rng"] = self.plan_rng.bit_generator.state
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "samlab_plan_rng" in checkpoint:
+            self.plan_rng.bit_generator.state = checkpoint["samlab_plan_rng"]
+
     def on_fit_start(self) -> None:
         """Check that bfloat16 frozen weights run under bfloat16 autocast (they cannot mix with float32 layers)."""
         if self.hparams.frozen_weights_bf16 and "bf16" not in str(self.trainer.precision):
