@@ -62,3 +62,30 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# What Lightning's DDP strategies write into os.environ (and what a launched rank reads back: with LOCAL_RANK set, a
+# new `ddp` run believes its processes were created externally and waits for ranks that never start).
+DISTRIBUTED_ENV = ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "NODE_RANK", "RANK", "GROUP_RANK", "WORLD_SIZE")
+DISTRIBUTED_ENV += ("LOCAL_WORLD_SIZE", "PL_TRAINER_GPUS")
+
+
+@pytest.fixture(autouse=True)
+def isolated_distributed_state():
+    """Each test starts and ends without a process group and without the distributed variables of an earlier test
+    (a DDP run in this process keeps its TCPStore port bound until the group is destroyed)."""
+    import os
+    import sys
+
+    before = {key: os.environ.get(key) for key in DISTRIBUTED_ENV}
+    yield
+    if "torch.distributed" in sys.modules:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

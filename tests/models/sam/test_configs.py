@@ -30,6 +30,7 @@ def _override(tmp_path: Path, coco_root: Path, **trainer) -> Path:
         "trainer": {
             "accelerator": "cpu",
             "devices": 1,
+            "strategy": "auto",  # the Detectron2 recipe's DDP strategy would start a process group in this process
             "precision": "32-true",
             "default_root_dir": str(tmp_path / "run"),
             "logger": False,

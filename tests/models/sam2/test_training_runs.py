@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tests.conftest import DISTRIBUTED_ENV
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
@@ -62,8 +63,9 @@ def _override(tmp_path: Path, root: Path, records: Path | None = None, **trainer
 
 def _env() -> dict[str, str]:
     paths = [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]
-    # Without the MASTER_PORT/MASTER_ADDR a ddp_spawn test of this process left behind (its port may still be taken).
-    inherited = {k: v for k, v in os.environ.items() if k not in ("MASTER_PORT", "MASTER_ADDR")}
+    # Without the distributed variables an earlier DDP test of this process may have left (its port may still be
+    # taken, and an inherited LOCAL_RANK makes the child wait for ranks it never starts).
+    inherited = {k: v for k, v in os.environ.items() if k not in DISTRIBUTED_ENV}
     return inherited | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(paths)}
 
 
