@@ -100,3 +100,21 @@ def test_cli_reference_page_is_current():
     generated = cli_reference()
     assert "## samlab eval vos" in generated and "## samlab data synth" in generated
     assert page == generated, "docs/cli.md is stale: python -m samlab.tools.cli_reference > docs/cli.md"
+
+
+def test_fit_help_lists_samlab_classes():
+    """`samlab fit --help` (a fresh interpreter, as a user runs it) names every samlab LightningModule and
+    LightningDataModule under "known subclasses" of --model and --data."""
+    result = subprocess.run(
+        [sys.executable, "-m", "samlab.cli", "fit", "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = " ".join(result.stdout.split())
+    model_help = text[text.rindex("--model CONFIG") : text.rindex("--data CONFIG")]
+    for name in ("SAM2VideoModule", "SAMPromptModule", "MASAModule", "DirectSAMModule"):
+        assert f"samlab.models.{name}" not in model_help  # listed with their real module path
+        assert name in model_help
+    data_help = text[text.rindex("--data CONFIG") :]
+    for name in ("MOSEDataModule", "SAVDataModule", "SA1BDataModule", "COCODataModule", "MixedDataModule"):
+        assert f"samlab.data.datamodules.{name}" in data_help
+    assert "MASAPairDataModule" in data_help and "BoundaryDataModule" in data_help

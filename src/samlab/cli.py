@@ -16,10 +16,27 @@ from samlab.commands import Tool
 TRAINING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
+SAMLAB_CLASS_MODULES = (
+    "samlab.models.sam2.module",
+    "samlab.models.sam.module",
+    "samlab.models.masa.module",
+    "samlab.models.directsam.module",
+    "samlab.data.datamodules",
+    "samlab.data.pairs.datamodule",
+    "samlab.data.boundaries.datamodule",
+)
+"""Modules of samlab's LightningModules and LightningDataModules: imported for ``--help`` only, so that the help's
+"known subclasses" of ``--model`` and ``--data`` list them (a run imports just the classes its config names)."""
+
+
 def _lightning_cli(argv: Sequence[str] | None) -> None:
     """Run LightningCLI on ``argv`` (None: the process's own arguments)."""
     from samlab.lightning_cli import SamlabCLI
 
+    given = sys.argv[1:] if argv is None else list(argv)
+    if "-h" in given or "--help" in given:
+        for name in SAMLAB_CLASS_MODULES:
+            importlib.import_module(name)
     SamlabCLI(args=None if argv is None else list(argv))
 
 
