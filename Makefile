@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # sam2's sdist (which needs torch), and SAM2_BUILD_CUDA=0 skips its optional CUDA extension.
 PIP_ENV := PIP_CONSTRAINT=$(CURDIR)/constraints.txt SAM2_BUILD_CUDA=0
 
-.PHONY: install quickstart test test-fast lint format bench
+.PHONY: install quickstart test test-fast lint format bench notebooks
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test:
 
 test-fast:
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Every notebook top to bottom, in notebooks/ (`jupyter execute`, from nbclient in .[dev]); what they write goes to
+# notebooks/data/ (git-ignored) and the notebooks themselves stay unchanged.
+notebooks:
+	cd notebooks && $(abspath $(BIN))/jupyter execute --timeout=900 *.ipynb
 
 lint:
 	$(BIN)/ruff check src tests benchmarks
