@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch.distributed as dist
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -368,6 +367,8 @@ class COCOPromptEval:
         self.add_images([r["image_id"] for r in results])
 
     def _gathered(self) -> tuple[dict[tuple[str, int], tuple[dict[str, Any], float | None]], set[int]]:
+        import torch.distributed as dist  # here, so that `samlab eval coco` imports no torch
+
         if not (dist.is_available() and dist.is_initialized()):
             return self.predictions, self.image_ids
         parts: list[Any] = [None] * dist.get_world_size()

@@ -2,7 +2,8 @@
 
 GT is a folder of boundary PNGs (non-zero = boundary); PRED a folder of 8-bit probability PNGs (probability =
 value / 255) with the same file names (subfolders allowed). Scores are the means over images of
-:class:`samlab.metrics.contour.ContourRecall`; images whose ground truth is empty outside the border band are
+:mod:`samlab.metrics.contour_scores` (what :class:`samlab.metrics.contour.ContourRecall` logs in validation; this
+tool imports no torch); images whose ground truth is empty outside the border band are
 skipped, as DirectSAM does. The defaults are DirectSAM's ``evaluate.py``: tolerance 5, thresholds 0.1-0.5 (its
 ground truth is the thickness-2 boundary at 1024 px: ``samlab.data.boundaries.label_map_target(label_map, 1024,
 2)``); :func:`contour_table` prints its table.
@@ -14,11 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from samlab.data.formats.base import read_label_png
 from samlab.errors import DataError
-from samlab.metrics.contour import DEFAULT_THRESHOLDS, DEFAULT_TOLERANCE, ContourRecall
+from samlab.metrics.contour_scores import (
+    DEFAULT_THRESHOLDS,
+    DEFAULT_TOLERANCE,
+    SCORE_FIELDS,
+    score_rows,
+    threshold_scores,
+)
 from samlab.progress import track
 
 
@@ -48,7 +54,8 @@ def evaluate_contours(
     """
     gt, pred = Path(gt), Path(pred)
     names = boundary_pngs(gt)
-    metric = ContourRecall(thresholds, tolerance)
+    thresholds = tuple(float(t) for t in thresholds)
+    sums, scored = np.zeros((len(SCORE_FIELDS), len(thresholds))), 0
     for name in track(names, "contour recall", unit="img", enabled=progress):
         target = read_label_png(gt / name) > 0
         pred_path = pred / name
@@ -61,15 +68,15 @@ def evaluate_contours(
                 f"prediction is {probabilities.shape[1]}x{probabilities.shape[0]} (WxH) but its ground truth is "
                 f"{target.shape[1]}x{target.shape[0]}",
             )
-        metric.update(torch.from_numpy(probabilities.astype(np.float32) / 255.0)[None], torch.from_numpy(target)[None])
-    means = metric.compute() if metric.count > 0 else None
-    fields = {"recall": "contour_recall", "num_tokens": "num_tokens", "precision": "precision"}
-    fields |= {"boundary_recall": "boundary_recall", "f": "f"}
+        scores = threshold_scores(target, probabilities.astype(np.float32) / np.float32(255.0), thresholds, tolerance)
+        if scores is not None:
+            sums += score_rows(scores)
+            scored += 1
+    keys = ("recall", "num_tokens", "precision", "boundary_recall", "f")  # the order of SCORE_FIELDS
     rows = [
-        {"threshold": t} | {key: float(means[f"{field}@{t:g}"]) if means else None for key, field in fields.items()}
-        for t in metric.thresholds
+        {"threshold": t} | {key: float(sums[i, j] / scored) if scored else None for i, key in enumerate(keys)}
+        for j, t in enumerate(thresholds)
     ]
-    scored = int(metric.count)
     return {"thresholds": rows, "num_images": scored, "num_skipped": len(names) - scored}
 
 
