@@ -69,8 +69,9 @@ def test_image_without_masks_names_the_file(tmp_path):
     record["annotations"] = []
     json_path.write_text(json.dumps(record))
     dataset = ReaderBoundaryDataset(SA1BReader(tmp_path), 32)
-    with pytest.raises(DataError, match=rf"{json_path.name}.*has no masks"):
+    with pytest.raises(DataError, match=rf"{json_path.name}.*has no masks") as info:
         dataset[0]
+    assert "skip_bad_samples: true" in str(info.value)  # the way out, where the data set offers one
 
 
 def test_mask_of_the_wrong_size_names_the_file(tmp_path):

@@ -37,7 +37,7 @@ from samlab.data.boundaries.batch import BoundarySample
 from samlab.data.boundaries.targets import boundary_target, label_map_target, resize_masks
 from samlab.data.datasets import retry_bad_samples
 from samlab.data.formats.base import VideoReader, read_image
-from samlab.errors import DataError
+from samlab.errors import DataError, with_skip_hint
 from samlab.masks import RLE, decode_rle
 
 PSEUDO_LABEL_CHOICES: tuple[str, ...] = ("merged", "pseudo", "human")
@@ -99,7 +99,10 @@ class BoundaryDataset(Dataset):
         info = get_worker_info()
         worker = info.id if info is not None else 0
         if not self.skip_bad_samples:
-            return self.load(index, np.random.default_rng([self.seed, epoch, rank, worker, index]))
+            try:
+                return self.load(index, np.random.default_rng([self.seed, epoch, rank, worker, index]))
+            except DataError as err:
+                raise with_skip_hint(err) from None
         return retry_bad_samples(
             self.load,
             index,
