@@ -54,18 +54,24 @@ def _import(class_path: str) -> type:
     return getattr(importlib.import_module(module_name), name)
 
 
+def _load_torch_file(path: Path) -> Any:
+    """The object of torch file ``path`` (tensors and plain values only: ``weights_only``), on the CPU; raises
+    :class:`DataError` naming the file when it is missing or not a torch file."""
+    if not path.is_file():
+        raise DataError(path, "checkpoint file is missing")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+        raise DataError(path, f"not a torch checkpoint ({err})") from None
+
+
 def read_lightning_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``(hyper_parameters, state_dict)`` of a samlab Lightning checkpoint (``samlab fit``, ``ckpt average``).
 
     Raises :class:`DataError` naming the file when it is missing, not a torch file or not a Lightning checkpoint.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "checkpoint file is missing")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
-        raise DataError(path, f"not a torch checkpoint ({err})") from None
+    data = _load_torch_file(path)
     if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict):
         raise DataError(path, "not a Lightning checkpoint (no 'state_dict'); export takes samlab fit checkpoints")
     return dict(data.get("hyper_parameters") or {}), data["state_dict"]
@@ -228,12 +234,7 @@ def load_module_export(path: str | os.PathLike[str], expected: type | None = Non
     is not such a checkpoint, holds another module, or its weights do not fit.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "checkpoint file is missing")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
-        raise DataError(path, f"not a torch checkpoint ({err})") from None
+    data = _load_torch_file(path)
     if not isinstance(data, dict) or not isinstance(data.get(MODULE_EXPORT_KEY), str):
         raise DataError(path, "not a standalone samlab checkpoint (write one with `samlab export --format masa`)")
     cls = _import(data[MODULE_EXPORT_KEY])
