@@ -7,9 +7,10 @@ One format per target (see :data:`FORMATS`):
   (also stored in the file under ``"samlab"``); from a ``SAM2VideoModule`` or a ``SAMPromptModule`` with the SAM 2
   backend.
 - ``segment_anything``: the bare state dict of ``segment_anything``'s ``Sam`` (``sam_model_registry[variant]``).
-- ``hf``: a ``save_pretrained`` folder of Hugging Face transformers: ``Sam2Model`` (and, in ``video/``,
-  ``Sam2VideoModel``) with ``Sam2Processor``; ``SamModel`` with ``SamProcessor``; DirectSAM's
-  ``SegformerForSemanticSegmentation`` with its image processor, as DirectSAM's released checkpoints.
+- ``hf``: a ``save_pretrained`` folder of Hugging Face transformers: for SAM 2 one folder, as the hub's, that
+  ``Sam2VideoModel`` / ``Sam2VideoProcessor`` and ``Sam2Model`` / ``Sam2Processor`` load; ``SamModel`` with
+  ``SamProcessor``; DirectSAM's ``SegformerForSemanticSegmentation`` with its image processor, as DirectSAM's
+  released checkpoints.
 - ``masa``: a standalone MASA tracker checkpoint (module settings and weights) that ``samlab track --checkpoint``
   loads without the training config.
 
@@ -209,9 +210,11 @@ def export_hf(module: LightningModule, out: Path, path: str | os.PathLike[str]) 
     if isinstance(module, SAM2VideoModule | SAMPromptModule):
         from samlab.models.sam2.hf import save_pretrained
 
-        model = _sam2_model(module, path)
-        folders = save_pretrained(model, out)
-        return {"load": f"Sam2Model.from_pretrained({str(folders[0])!r})", "video": str(folders[1])}
+        folder = save_pretrained(_sam2_model(module, path), out)
+        return {
+            "load": f"Sam2Model.from_pretrained({str(folder)!r})",
+            "video": f"Sam2VideoModel.from_pretrained({str(folder)!r})",
+        }
     raise DataError(path, f"format 'hf' has no Hugging Face model for a {type(module).__name__}")
 
 
@@ -270,7 +273,7 @@ def export(ckpt: str | os.PathLike[str], format: str, out: str | os.PathLike[str
 
     Returns what was written: ``format``, ``module`` (class name), ``out`` and ``load`` (the call that loads it in
     the target library), plus per format ``config_file`` / ``hydra_overrides_extra`` (``sam2``), ``variant``
-    (``segment_anything``), ``video`` (the ``Sam2VideoModel`` folder of ``hf``).
+    (``segment_anything``), ``video`` (the ``Sam2VideoModel`` call of a SAM 2 ``hf`` export, same folder).
     """
     if format not in _EXPORTERS:
         raise ValueError(f"unknown export format {format!r}; expected one of {list(FORMATS)}")
