@@ -10,7 +10,7 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from tests.models.sam2.test_module import CLICKS, SMALL, loader, make_batch
+from tests.models.sam2.tiny import CLICKS, SMALL, loader, make_batch
 
 from samlab.callbacks import GradNormMonitor, ValidationImages
 from samlab.models.sam2.module import SAM2VideoModule

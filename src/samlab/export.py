@@ -7,9 +7,10 @@ One format per target (see :data:`FORMATS`):
   (also stored in the file under ``"samlab"``); from a ``SAM2VideoModule`` or a ``SAMPromptModule`` with the SAM 2
   backend.
 - ``segment_anything``: the bare state dict of ``segment_anything``'s ``Sam`` (``sam_model_registry[variant]``).
-- ``hf``: a ``save_pretrained`` folder of Hugging Face transformers: ``Sam2Model`` (and, in ``video/``,
-  ``Sam2VideoModel``) with ``Sam2Processor``; ``SamModel`` with ``SamProcessor``; DirectSAM's
-  ``SegformerForSemanticSegmentation`` with its image processor, as DirectSAM's released checkpoints.
+- ``hf``: a ``save_pretrained`` folder of Hugging Face transformers: for SAM 2 one folder, as the hub's, that
+  ``Sam2VideoModel`` / ``Sam2VideoProcessor`` and ``Sam2Model`` / ``Sam2Processor`` load; ``SamModel`` with
+  ``SamProcessor``; DirectSAM's ``SegformerForSemanticSegmentation`` with its image processor, as DirectSAM's
+  released checkpoints.
 - ``masa``: a standalone MASA tracker checkpoint (module settings and weights) that ``samlab track --checkpoint``
   loads without the training config.
 
@@ -54,18 +55,24 @@ def _import(class_path: str) -> type:
     return getattr(importlib.import_module(module_name), name)
 
 
+def _load_torch_file(path: Path) -> Any:
+    """The object of torch file ``path`` (tensors and plain values only: ``weights_only``), on the CPU; raises
+    :class:`DataError` naming the file when it is missing or not a torch file."""
+    if not path.is_file():
+        raise DataError(path, "checkpoint file is missing")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+        raise DataError(path, f"not a torch checkpoint ({err})") from None
+
+
 def read_lightning_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``(hyper_parameters, state_dict)`` of a samlab Lightning checkpoint (``samlab fit``, ``ckpt average``).
 
     Raises :class:`DataError` naming the file when it is missing, not a torch file or not a Lightning checkpoint.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "checkpoint file is missing")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
-        raise DataError(path, f"not a torch checkpoint ({err})") from None
+    data = _load_torch_file(path)
     if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict):
         raise DataError(path, "not a Lightning checkpoint (no 'state_dict'); export takes samlab fit checkpoints")
     return dict(data.get("hyper_parameters") or {}), data["state_dict"]
@@ -203,9 +210,11 @@ def export_hf(module: LightningModule, out: Path, path: str | os.PathLike[str]) 
     if isinstance(module, SAM2VideoModule | SAMPromptModule):
         from samlab.models.sam2.hf import save_pretrained
 
-        model = _sam2_model(module, path)
-        folders = save_pretrained(model, out)
-        return {"load": f"Sam2Model.from_pretrained({str(folders[0])!r})", "video": str(folders[1])}
+        folder = save_pretrained(_sam2_model(module, path), out)
+        return {
+            "load": f"Sam2Model.from_pretrained({str(folder)!r})",
+            "video": f"Sam2VideoModel.from_pretrained({str(folder)!r})",
+        }
     raise DataError(path, f"format 'hf' has no Hugging Face model for a {type(module).__name__}")
 
 
@@ -228,12 +237,7 @@ def load_module_export(path: str | os.PathLike[str], expected: type | None = Non
     is not such a checkpoint, holds another module, or its weights do not fit.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "checkpoint file is missing")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
-        raise DataError(path, f"not a torch checkpoint ({err})") from None
+    data = _load_torch_file(path)
     if not isinstance(data, dict) or not isinstance(data.get(MODULE_EXPORT_KEY), str):
         raise DataError(path, "not a standalone samlab checkpoint (write one with `samlab export --format masa`)")
     cls = _import(data[MODULE_EXPORT_KEY])
@@ -269,7 +273,7 @@ def export(ckpt: str | os.PathLike[str], format: str, out: str | os.PathLike[str
 
     Returns what was written: ``format``, ``module`` (class name), ``out`` and ``load`` (the call that loads it in
     the target library), plus per format ``config_file`` / ``hydra_overrides_extra`` (``sam2``), ``variant``
-    (``segment_anything``), ``video`` (the ``Sam2VideoModel`` folder of ``hf``).
+    (``segment_anything``), ``video`` (the ``Sam2VideoModel`` call of a SAM 2 ``hf`` export, same folder).
     """
     if format not in _EXPORTERS:
         raise ValueError(f"unknown export format {format!r}; expected one of {list(FORMATS)}")

@@ -32,9 +32,10 @@ TOOLS = [
         "Rebuild the module of CKPT (a samlab fit or ckpt average checkpoint) and write its weights for the target "
         "library: sam2 ({'model': state_dict} with the official key names, LoRA merged; the config name and hydra "
         "overrides for build_sam2 / build_sam2_video_predictor are printed), segment_anything (the Sam state dict "
-        "for sam_model_registry), hf (a save_pretrained folder: Sam2Model with Sam2VideoModel in OUT/video, SamModel, "
-        "or DirectSAM's SegFormer, each with its processor), masa (a standalone tracker checkpoint for "
-        "`samlab track --checkpoint OUT` without a config). Prints the call that loads the result.",
+        "for sam_model_registry), hf (a save_pretrained folder: for SAM 2 one folder that Sam2Model and Sam2VideoModel "
+        "both load, as the hub's; SamModel; or DirectSAM's SegFormer; each with its processor), masa (a standalone "
+        "tracker checkpoint for `samlab track --checkpoint OUT` without a config). Prints the call that loads the "
+        "result.",
         _export_arguments,
         _export,
     ),

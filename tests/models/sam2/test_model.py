@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.models.sam2.tiny import SIZE, SMALL
 from torch import nn
 
 from samlab.errors import DataError
@@ -20,15 +21,6 @@ from samlab.models.sam2.model import (
     group_keys,
     load_checkpoint,
     read_state_dict,
-)
-
-SIZE = 64
-# Hiera tiny with a narrow trunk and one memory-attention layer: checkpoints of 38 MB instead of 156 MB.
-SMALL = (
-    "++model.image_encoder.trunk.embed_dim=32",
-    "++model.image_encoder.neck.backbone_channel_list=[256,128,64,32]",
-    "++model.memory_attention.num_layers=1",
-    "++model.memory_attention.layer.dim_feedforward=256",
 )
 
 

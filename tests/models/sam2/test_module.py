@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch import Callback, Trainer
+from tests.models.sam2.tiny import CLICKS, SIZE, SMALL, loader, make_batch, make_module
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -22,38 +23,6 @@ from samlab.models.sam2.module import SAM2VideoModule
 from samlab.models.sam2.prompts import PromptConfig, plan_prompts
 from samlab.models.sam2.vos import VideoPrediction
 from samlab.models.sam2.writers import VOSMaskWriter
-
-SIZE = 64
-SMALL = [
-    "++model.image_encoder.trunk.embed_dim=32",
-    "++model.image_encoder.neck.backbone_channel_list=[256,128,64,32]",
-    "++model.memory_attention.num_layers=1",
-    "++model.memory_attention.layer.dim_feedforward=256",
-]
-CLICKS = PromptConfig(
-    prob_to_use_pt_input_for_train=1.0,
-    prob_to_use_box_input_for_train=0.0,
-    num_init_cond_frames_for_train=1,
-    num_frames_to_correct_for_train=1,
-    num_correction_pt_per_frame=1,
-)
-
-
-def make_batch(name: str, num_frames: int = 3, num_objects: int = 2, seed: int = 0) -> VideoBatch:
-    generator = np.random.default_rng(seed)
-    masks = np.zeros((num_frames, num_objects, SIZE, SIZE), dtype=bool)
-    for o in range(num_objects):
-        masks[:, o, 4 + 28 * o : 24 + 28 * o, 8 + 2 * o : 40] = True
-    frames = [torch.from_numpy(generator.standard_normal((3, SIZE, SIZE), dtype=np.float32)) for _ in masks]
-    clip = Clip(name, frames, masks, list(range(1, num_objects + 1)), list(range(num_frames)), (32, 48))
-    return collate_clips([clip], num_skipped=1)
-
-
-def make_module(**kwargs) -> SAM2VideoModule:
-    torch.manual_seed(0)
-    kwargs = {"model_overrides": SMALL} | kwargs
-    return SAM2VideoModule(variant="sam2.1_hiera_t", image_size=SIZE, **kwargs)
-
 
 pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
 
@@ -119,10 +88,6 @@ def trainer(tmp_path: Path, **kwargs) -> Trainer:
         num_sanity_val_steps=0,
         **kwargs,
     )
-
-
-def loader(batches: list[VideoBatch]) -> DataLoader:
-    return DataLoader(batches, batch_size=None, collate_fn=lambda batch: batch)
 
 
 def test_fit_validates_with_j_and_f_and_follows_the_cosine_schedule(tmp_path: Path) -> None:
@@ -216,7 +181,7 @@ def test_batch_of_two_clips_gives_the_official_loss_and_gradients(monkeypatch) -
     loss_fns = pytest.importorskip("training.loss_fns")
     from training.utils.data_utils import BatchedVideoDatapoint, BatchedVideoMetaData
 
-    module = make_module(drop_path_rate=0.0, model_overrides=SMALL + NO_DROPOUT, prompts=PARITY_PROMPTS)
+    module = make_module(drop_path_rate=0.0, model_overrides=[*SMALL, *NO_DROPOUT], prompts=PARITY_PROMPTS)
     module.plan_rng = np.random.default_rng(4)
     upstream_prompts = {k: v for k, v in vars(PARITY_PROMPTS).items() if k != "pt_sampling_for_eval"}
     oracle = build_sam2_model(

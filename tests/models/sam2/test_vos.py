@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.models.sam2.tiny import SIZE, SMALL
 from torch import nn
 
 from samlab.data.batch import VideoBatch, collate_clips
@@ -25,14 +26,6 @@ from samlab.models.sam2.vos import (
     segment_video,
 )
 from samlab.models.sam2.writers import VOSMaskWriter, davis_palette, label_map, write_object_pngs, write_palette_pngs
-
-SIZE = 64
-SMALL = (
-    "++model.image_encoder.trunk.embed_dim=32",
-    "++model.image_encoder.neck.backbone_channel_list=[256,128,64,32]",
-    "++model.memory_attention.num_layers=1",
-    "++model.memory_attention.layer.dim_feedforward=256",
-)
 
 
 @pytest.fixture(scope="module")

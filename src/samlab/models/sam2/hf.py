@@ -189,14 +189,15 @@ def hf_configs(model: nn.Module):
     return image, video
 
 
-def save_pretrained(model: nn.Module, out: str | PathLike[str]) -> tuple[Path, Path]:
-    """Write ``model`` (a ``SAM2Base``) as transformers folders: ``out`` (``Sam2Model`` + ``Sam2Processor``) and
-    ``out/video`` (``Sam2VideoModel`` + ``Sam2VideoProcessor``); the weights are loaded into each HF model strictly
-    first (the image model takes the subset it has). Returns the two folders."""
+def save_pretrained(model: nn.Module, out: str | PathLike[str]) -> Path:
+    """Write ``model`` (a ``SAM2Base``) as one transformers folder ``out``, laid out as the hub's SAM 2 folders
+    (``facebook/sam2.1-hiera-*``): ``Sam2VideoModel`` weights and config with ``Sam2VideoProcessor``, which
+    ``Sam2VideoModel`` / ``Sam2VideoProcessor`` and ``Sam2Model`` / ``Sam2Processor`` all load (the image model
+    takes the subset it has and skips the memory parts). The weights are loaded into both HF models strictly
+    first. Returns ``out``."""
     from transformers import (
         Sam2ImageProcessor,
         Sam2Model,
-        Sam2Processor,
         Sam2VideoModel,
         Sam2VideoProcessor,
         Sam2VideoVideoProcessor,
@@ -208,14 +209,13 @@ def save_pretrained(model: nn.Module, out: str | PathLike[str]) -> tuple[Path, P
     image_model = Sam2Model(image_config)
     image_keys = set(image_model.state_dict())
     image_model.load_state_dict({k: v for k, v in state.items() if k in image_keys}, strict=True)
-    image_model.save_pretrained(out)
-    side = model.image_size
-    sizes = {"size": {"height": side, "width": side}, "mask_size": {"height": side // 4, "width": side // 4}}
-    image_processor = Sam2ImageProcessor(**sizes)
-    Sam2Processor(image_processor=image_processor).save_pretrained(out)
     video_model = Sam2VideoModel(video_config)
     video_model.load_state_dict(state, strict=True)
-    video_model.save_pretrained(out / "video")
-    video_processor = Sam2VideoVideoProcessor(size=sizes["size"])
-    Sam2VideoProcessor(image_processor=image_processor, video_processor=video_processor).save_pretrained(out / "video")
-    return out, out / "video"
+    video_model.save_pretrained(out)
+    side = model.image_size
+    image_processor = Sam2ImageProcessor(
+        size={"height": side, "width": side}, mask_size={"height": side // 4, "width": side // 4}
+    )
+    video_processor = Sam2VideoVideoProcessor(size={"height": side, "width": side})
+    Sam2VideoProcessor(image_processor=image_processor, video_processor=video_processor).save_pretrained(out)
+    return out
