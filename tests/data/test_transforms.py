@@ -27,6 +27,7 @@ from samlab.data.transforms import (
     color_matrix,
     normalize_images,
     pack_masks,
+    resize_antialiased,
     sam2_warp_matrix,
     unpack_masks,
 )
@@ -436,7 +437,7 @@ def test_uint8_output_and_normalize_images_match_the_float_output():
     normalised = normalize_images(images)
     assert normalised.dtype == torch.float32
     torch.testing.assert_close(normalised[:, 0], torch.stack(floats.frames), atol=1e-5, rtol=0)
-    evaluated = EvalTransform(resolution=16, normalize=False)(clip, np.random.default_rng(0))
+    evaluated = EvalTransform(resolution=16, normalize=False, antialias=False)(clip, np.random.default_rng(0))
     assert evaluated.frames[0].dtype == torch.uint8 and int(evaluated.frames[0].max()) == 230
     with pytest.raises(TypeError, match="uint8"):
         normalize_images(normalised)
@@ -487,8 +488,135 @@ def test_bench_data_reports_rates_on_a_tiny_mose_set(tmp_path):
     assert ms["read"] > 0 and ms["transform"] > 0
     assert ms["total"] == pytest.approx(ms["read"] + ms["transform"])
     assert result["clips_per_s_per_worker"] == pytest.approx(1000 / ms["total"])
+    assert 0 < result["cpu_transform_ms_per_clip"] <= result["cpu_ms_per_clip"]
     assert 1 <= result["objects_per_clip"] <= 3
     on_cpu = bench_data(tmp_path, format="mose", num_frames=2, size=32, clips=1, seed=0, normalize=True)
     assert (result["normalize"], on_cpu["normalize"]) == (False, True)  # default: the data modules' uint8 hand-over
+    antialiased = bench_data(tmp_path, format="mose", num_frames=2, size=32, clips=1, seed=0, antialias=True)
+    assert (result["antialias"], antialiased["antialias"]) == (False, True)
     with pytest.raises(ValueError, match="unknown format"):
         bench_data(tmp_path, format="nope")
+
+
+def natural_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A photo-like ``[H, W, 3]`` uint8 image: smooth colour fields, sharp antialiased discs and lines, sensor noise,
+    and a fine diagonal pattern in the top-left third that aliases when shrunk without a pre-filter."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 255, (height // 16 + 2, width // 16 + 2, 3)).astype(np.float32)
+    image = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    for _ in range(12):
+        colour = [float(c) for c in rng.integers(0, 256, 3)]
+        centre = (int(rng.integers(width)), int(rng.integers(height)))
+        if rng.random() < 0.5:
+            cv2.circle(image, centre, int(rng.integers(4, min(height, width) // 4)), colour, -1, cv2.LINE_AA)
+        else:
+            end = (int(rng.integers(width)), int(rng.integers(height)))
+            cv2.line(image, centre, end, colour, int(rng.integers(1, 4)), cv2.LINE_AA)
+    image += rng.normal(0, 10, image.shape)
+    y, x = np.mgrid[: height // 3, : width // 3]
+    image[: height // 3, : width // 3] += 60 * np.sin(1.9 * x + 0.7 * y)[..., None]
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def pil_resize(image: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize(size[::-1], resample)).astype(int)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+@pytest.mark.parametrize(("shape", "size"), [((180, 320), (128, 128)), ((180, 320), (256, 256)), ((60, 80), (96, 96))])
+def test_resize_antialiased_is_pils_resize(interpolation, shape, size):
+    """PIL itself is the reference: SAM 2's training resize (torchvision F.resize of a PIL image, BILINEAR) and its
+    video predictor's frame loader (Image.resize, BICUBIC)."""
+    from PIL import Image
+
+    image = natural_image(*shape, seed=2)
+    resample = Image.BILINEAR if interpolation == "bilinear" else Image.BICUBIC
+    expected = pil_resize(image, size, resample)
+    out = resize_antialiased(image, size, interpolation)
+    assert out.shape == (*size, 3) and out.dtype == np.uint8 and out.flags["C_CONTIGUOUS"]
+    difference = np.abs(out.astype(int) - expected)
+    assert difference.mean() < 0.1 and difference.max() <= 1
+    if size[0] < shape[0]:  # a shrink: plain bilinear aliases, far from PIL (the reason for this function)
+        plain = cv2.resize(image, size[::-1], interpolation=cv2.INTER_LINEAR)
+        assert np.abs(plain.astype(int) - expected).mean() > 3
+    assert resize_antialiased(image[..., :1], size, interpolation).shape == (*size, 1)
+
+
+def test_resize_antialiased_refuses_bad_input():
+    with pytest.raises(ValueError, match="unknown interpolation 'area'"):
+        resize_antialiased(np.zeros((4, 4, 3), np.uint8), (2, 2), "area")
+    with pytest.raises(ValueError, match=r"\[H, W, C\] uint8"):
+        resize_antialiased(np.zeros((4, 4, 3), np.float32), (2, 2))
+
+
+@pytest.mark.parametrize(("shape", "resolution"), [((180, 320), 256), ((400, 600), 256), ((180, 320), 128)])
+def test_antialiased_fused_resize_is_sam2s_pil_resize(shape, resolution):
+    """With no flip, affine or colour change the fused transform is SAM 2's resize of a PIL frame (PIL BILINEAR):
+    within 1 grey level on average with ``antialias=True``, aliased without where the frame shrinks."""
+    from PIL import Image
+
+    image = natural_image(*shape, seed=1)
+    clip = make_clip([image, image], np.zeros((2, 0, *shape), dtype=bool))
+    expected = pil_resize(image, (resolution, resolution), Image.BILINEAR)
+    params = fixed_params(2, False, 0.0, 0.0)
+    for antialias in (True, False):
+        out = SAM2TrainTransform(resolution, normalize=False, antialias=antialias).apply(clip, params)
+        difference = np.abs(out.frames[1].permute(1, 2, 0).numpy().astype(int) - expected)
+        if antialias:
+            # the edge rows blend in the affine's fill where an axis grows (PIL clamps): 0.1 overall, 0.05 inside
+            assert difference.mean() < 0.2 and difference[2:-2, 2:-2].mean() < 0.1
+        else:
+            assert difference.mean() > 1.5
+
+
+@pytest.mark.parametrize(("hflip", "angle", "shear"), [(True, 20.0, 10.0), (False, -15.0, -20.0)])
+def test_antialiased_fused_transform_is_close_to_sam2s_pil_flip_affine_resize(hflip, angle, shear):
+    """SAM 2's frame ops on a PIL image (torchvision hflip, bilinear affine with SAM 2's fill, resize) against the
+    fused transform: the antialiased one is closer, on average within 1.5 grey levels (two bilinear passes each, in
+    the other order), and a frame's masks stay where its pixels are (the same warp)."""
+    tvf = pytest.importorskip("torchvision.transforms.functional")
+    from PIL import Image
+    from torchvision.transforms import InterpolationMode
+
+    image = natural_image(400, 600, seed=3)
+    masks = np.zeros((1, 1, 400, 600), dtype=bool)
+    masks[0, 0, 150:250, 200:400] = True
+    clip = make_clip([image], masks)
+    reference = Image.fromarray(image)
+    if hflip:
+        reference = tvf.hflip(reference)
+    reference = tvf.affine(
+        reference, angle, [0, 0], 1.0, [shear, 0.0], interpolation=InterpolationMode.BILINEAR, fill=list(SAM2_FILL)
+    )
+    expected = np.asarray(tvf.resize(reference, [256, 256])).astype(int)
+    errors = {}
+    for antialias in (True, False):
+        out = SAM2TrainTransform(256, normalize=False, antialias=antialias).apply(
+            clip, fixed_params(1, hflip, angle, shear)
+        )
+        errors[antialias] = np.abs(out.frames[0].permute(1, 2, 0).numpy().astype(int) - expected).mean()
+        plain = SAM2TrainTransform(256, normalize=False).apply(clip, fixed_params(1, hflip, angle, shear))
+        np.testing.assert_array_equal(out.masks, plain.masks)
+    assert errors[True] < 1.5 and errors[False] > 2 * errors[True]
+
+
+def test_eval_transform_resizes_frames_as_sam2s_video_predictor():
+    """SAM2VideoPredictor loads frames with PIL's Image.resize (BICUBIC, antialiased): the default EvalTransform
+    matches it within a grey level; masks are resized by nearest neighbour either way."""
+    from PIL import Image
+
+    image = natural_image(400, 600, seed=4)
+    masks = np.zeros((1, 2, 400, 600), dtype=bool)
+    masks[0, 0, 100:300, 150:450] = True
+    masks[0, 1, 10:20, 590:600] = True
+    clip = make_clip([image], masks)
+    expected = pil_resize(image, (256, 256), Image.BICUBIC)
+    out = EvalTransform(256, normalize=False)(clip, np.random.default_rng(0))
+    assert np.abs(out.frames[0].permute(1, 2, 0).numpy().astype(int) - expected).mean() < 0.1
+    opencv = EvalTransform(256, normalize=False, antialias=False)(clip, np.random.default_rng(0))
+    assert np.abs(opencv.frames[0].permute(1, 2, 0).numpy().astype(int) - expected).mean() > 3
+    nearest = np.stack([cv2.resize(m.view(np.uint8), (256, 256), interpolation=cv2.INTER_NEAREST) for m in masks[0]])
+    np.testing.assert_array_equal(out.masks[0], nearest.astype(bool))
+    np.testing.assert_array_equal(opencv.masks, out.masks)

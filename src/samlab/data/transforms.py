@@ -13,8 +13,13 @@ Two kinds of transform:
   frame's geometric parameters. Masks travel bit-packed (see :func:`pack_masks`): one nearest-neighbour warp or resize
   of a plane moves up to eight objects at once, exactly, which is why a step's mask interpolation must be nearest.
 * :class:`SAM2TrainTransform`, SAM 2.1's MOSE fine-tuning recipe fused for speed: flip, affine and resize compose
-  into one 2x3 matrix, so each frame is warped once, straight from its size on disk to ``S x S``; the colour jitters
-  and the grayscale compose into one 3x4 matrix per frame, applied in one pass.
+  into one 2x3 matrix, so each frame is warped once to ``S x S`` (optionally after an antialiased shrink of the axes
+  that get smaller, as SAM 2's PIL resize); the colour jitters and the grayscale compose into one 3x4 matrix per
+  frame, applied in one pass.
+
+:func:`resize_antialiased` resizes as PIL does (antialiased when shrinking), the library SAM 2's training pipeline
+and its video predictor resize frames with; :class:`EvalTransform` uses it by default, :class:`SAM2TrainTransform`
+with ``antialias=True``. Masks are always resized with nearest neighbours.
 
 Randomness comes only from the ``rng`` passed to the call, so every transform is deterministic given ``rng``.
 """
@@ -73,6 +78,36 @@ def unpack_masks(packed: np.ndarray, num_frames: int, num_objects: int) -> np.nd
 def _present(planes: np.ndarray) -> np.ndarray:
     """Which objects show in one frame's ``[C, H, W]`` mask planes (bit-packed or 0/1), as ``[C]`` uint8 bit sets."""
     return np.bitwise_or.reduce(planes.reshape(planes.shape[0], -1), axis=1)
+
+
+RESIZE_FILTERS: tuple[str, ...] = ("bilinear", "bicubic")
+
+
+def resize_antialiased(image: np.ndarray, size: tuple[int, int], interpolation: str = "bilinear") -> np.ndarray:
+    """Resize an ``[H, W, C]`` uint8 image (``C`` = 1 to 4) to ``size`` = ``(h, w)`` as PIL's ``Image.resize`` does.
+
+    ``interpolation``: ``"bilinear"`` (PIL's ``BILINEAR``, what SAM 2's training resize uses: torchvision's
+    ``F.resize`` of a PIL image) or ``"bicubic"`` (PIL's ``BICUBIC``, the default of ``Image.resize``, what SAM 2's
+    video predictor loads frames with). As PIL, the filter is widened by the scale factor along an axis that shrinks
+    (antialiasing), so every input pixel contributes; along an axis that grows it is plain interpolation. Computed by
+    torch's ``interpolate(..., antialias=True)`` on uint8 (PIL's algorithm, in floating point: within one grey level
+    of PIL, 0.05 on average). Returns a new ``[h, w, C]`` uint8 array.
+    """
+    if image.dtype != np.uint8 or image.ndim != 3 or not 1 <= image.shape[2] <= 4:
+        shape = tuple(image.shape)
+        raise ValueError(f"resize_antialiased expects an [H, W, C] uint8 image (C <= 4), got {image.dtype} {shape}")
+    planes = _resized_planes(image, size, interpolation)
+    return cv2.merge(list(planes)).reshape(*planes.shape[1:], len(planes))
+
+
+def _resized_planes(image: np.ndarray, size: tuple[int, int], interpolation: str) -> np.ndarray:
+    """:func:`resize_antialiased` of an ``[H, W, C]`` uint8 image, as ``[C, h, w]`` planes."""
+    if interpolation not in RESIZE_FILTERS:
+        raise ValueError(f"unknown interpolation '{interpolation}'; choose from {RESIZE_FILTERS}")
+    # an NCHW view of the HWC image: channels-last, what torch's vectorised uint8 kernel wants; its output is planar,
+    # and cv2.merge interleaves planes ten times faster than a numpy transpose
+    batch = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    return torch.nn.functional.interpolate(batch, size=tuple(size), mode=interpolation, antialias=True)[0].numpy()
 
 
 def normalize_images(
@@ -260,9 +295,15 @@ def sam2_warp_matrix(size: tuple[int, int], resolution: int, hflip: bool, angle:
     )
     centre = np.array([[1.0, 0.0, (width - 1) / 2], [0.0, 1.0, (height - 1) / 2], [0.0, 0.0, 1.0]])
     to_centre = np.array([[1.0, 0.0, -(width - 1) / 2], [0.0, 1.0, -(height - 1) / 2], [0.0, 0.0, 1.0]])
-    sx, sy = resolution / width, resolution / height
-    resize = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+    resize = _resize_matrix(size, (resolution, resolution))
     return (resize @ centre @ rss @ to_centre @ flip)[:2]
+
+
+def _resize_matrix(size: tuple[int, int], new_size: tuple[int, int]) -> np.ndarray:
+    """The ``[3, 3]`` map of a resize from ``size`` = ``(H, W)`` to ``new_size`` (half-pixel centres, as OpenCV, PIL
+    and torchvision resize), on pixel ``(x, y, 1)``."""
+    sx, sy = new_size[1] / size[1], new_size[0] / size[0]
+    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
 
 
 def color_matrix(ops: Sequence[tuple[str, float]], mean_rgb: Sequence[float]) -> np.ndarray:
@@ -381,10 +422,15 @@ class SAM2TrainTransform(ClipTransform):
     is False, see :class:`ClipTransform`).
 
     Fused: flip, affine and resize are one warp per frame (:func:`sam2_warp_matrix`) and the colour ops one 3x4 matrix
-    per frame (:func:`color_matrix`). Differences from SAM 2's step-by-step PIL/torchvision pipeline: bilinear
-    interpolation happens once instead of twice and without antialiasing; masks are warped with nearest neighbours all
-    the way (SAM 2 resizes them bilinearly and rounds); the first-frame rule is checked at the output resolution;
-    colours are clipped to ``[0, 255]`` once at the end instead of after every op. ``steps`` is empty.
+    per frame (:func:`color_matrix`). By default each frame is warped once, bilinearly, from its size on disk,
+    without antialiasing (aliased where it shrinks). With ``antialias=True`` the axes of a frame that shrink (``H``
+    or ``W`` > ``resolution``) are first resized to ``resolution`` as PIL resizes (:func:`resize_antialiased`,
+    bilinear: SAM 2's resize of its PIL frames, within one grey level); the warp then does flip, affine and the rest
+    of the resize (the axes that grow) in one bilinear pass: two interpolations, as SAM 2's affine then resize, in
+    the other order. It costs about a third more transform time on 720p frames (docs/benchmarks.md), hence not the
+    default. Other differences from SAM 2's step-by-step PIL/torchvision pipeline: masks are warped with nearest
+    neighbours all the way (SAM 2 resizes them bilinearly and rounds); the first-frame rule is checked at the output
+    resolution; colours are clipped to ``[0, 255]`` once at the end instead of after every op. ``steps`` is empty.
     """
 
     def __init__(
@@ -397,9 +443,11 @@ class SAM2TrainTransform(ClipTransform):
         frame_jitter: tuple[float, float, float] = (0.1, 0.05, 0.05),
         grayscale_p: float = 0.05,
         normalize: bool = True,
+        antialias: bool = False,
     ) -> None:
         super().__init__([], mean=IMAGENET_MEAN, std=IMAGENET_STD, normalize=normalize)
         self.resolution = resolution
+        self.antialias = antialias
         self.hflip_p = hflip_p
         self.degrees = degrees
         self.shear = shear
@@ -431,15 +479,23 @@ class SAM2TrainTransform(ClipTransform):
         matrix = sam2_warp_matrix((height, width), size, params.hflip, params.angle, params.shear)
         fallback = sam2_warp_matrix((height, width), size, params.hflip, 0.0, 0.0)
         masks, matrix = _warp_masks(np.ascontiguousarray(clip.masks, dtype=bool), matrix, fallback, size)
+        shrunk = (min(height, size), min(width, size)) if self.antialias else (height, width)
+        if shrunk != (height, width):
+            # the warp starts from the shrunk frame: the same geometry, the antialiased part of the resize done
+            matrix = matrix @ np.linalg.inv(_resize_matrix((height, width), shrunk))
         frames = self._new_frames(clip.num_frames, size, size)
-        rgba = np.empty((height, width, 4), dtype=np.uint8)
+        rgba = np.empty((*shrunk, 4), dtype=np.uint8)
+        alpha = np.zeros(shrunk, dtype=np.uint8)
         warped = np.empty((size, size, 4), dtype=np.uint8)
         rgb, colored = np.empty((size, size, 3), dtype=np.uint8), np.empty((size, size, 3), dtype=np.uint8)
         planes = np.empty((3, size, size), dtype=np.uint8)
         for t, frame in enumerate(clip.frames):
             # OpenCV's bilinear warp is vectorised for 4 channels and not for 3: the two conversions cost less than
             # they save.
-            cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2RGBA, dst=rgba)
+            if shrunk != (height, width):
+                cv2.merge([*_resized_planes(frame, shrunk, "bilinear"), alpha], dst=rgba)
+            else:
+                cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2RGBA, dst=rgba)
             cv2.warpAffine(
                 rgba,
                 matrix,
@@ -458,31 +514,56 @@ class SAM2TrainTransform(ClipTransform):
         return (
             f"SAM2TrainTransform(resolution={self.resolution}, hflip_p={self.hflip_p}, degrees={self.degrees}, "
             f"shear={self.shear}, shared_jitter={self.shared_jitter}, frame_jitter={self.frame_jitter}, "
-            f"grayscale_p={self.grayscale_p}, normalize={self.normalize})"
+            f"grayscale_p={self.grayscale_p}, normalize={self.normalize}, antialias={self.antialias})"
         )
+
+
+def _resize_masks_nearest(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``[T, O, H, W]`` bool masks resized by nearest neighbour to ``size`` = ``(h, w)``, bit-packed eight at a time."""
+    num_frames, num_objects = masks.shape[:2]
+    if num_objects == 0:
+        return np.zeros((num_frames, 0, *size), dtype=bool)
+    planes = [cv2.resize(plane, size[::-1], interpolation=cv2.INTER_NEAREST) for plane in pack_masks(masks)]
+    return unpack_masks(np.stack(planes), num_frames, num_objects)
 
 
 class EvalTransform(ClipTransform):
-    """Square resize to ``resolution`` (bilinear frames, nearest masks), then normalisation as :class:`ClipTransform`
-    (``normalize``); no randomness.
+    """Square resize to ``resolution`` (frames as SAM 2's video predictor, masks by nearest neighbour), then
+    normalisation as :class:`ClipTransform` (``normalize``); no randomness.
 
-    ``resize_masks=False`` resizes the frames only and keeps the masks ``[T, O, H, W]`` at their size on disk: VOS
-    scores are then computed at the original resolution, as the official DAVIS / SA-V evaluators do (what the data
-    modules use for validation, test and prediction).
+    Frames: with ``antialias`` (the default) PIL's bicubic resize (:func:`resize_antialiased`), the one
+    ``SAM2VideoPredictor`` loads frames with (``Image.resize``'s default), antialiased when shrinking; with
+    ``antialias=False`` OpenCV's bilinear resize (cheaper, aliased when shrinking). ``resize_masks=False`` resizes
+    the frames only and keeps the masks ``[T, O, H, W]`` at their size on disk: VOS scores are then computed at the
+    original resolution, as the official DAVIS / SA-V evaluators do (what the data modules use for validation, test
+    and prediction).
     """
 
-    def __init__(self, resolution: int = 1024, normalize: bool = True, resize_masks: bool = True) -> None:
-        super().__init__(
-            [ClipStep(A.Resize(resolution, resolution, interpolation=cv2.INTER_LINEAR, p=1.0))], normalize=normalize
-        )
+    def __init__(
+        self, resolution: int = 1024, normalize: bool = True, resize_masks: bool = True, antialias: bool = True
+    ) -> None:
+        super().__init__([], normalize=normalize)
         self.resolution = resolution
         self.resize_masks = resize_masks
+        self.antialias = antialias
 
     def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
-        """Transform ``clip`` (see the class docstring)."""
-        if self.resize_masks:
-            return super().__call__(clip, rng)
-        no_objects = dataclasses.replace(clip, masks=clip.masks[:, :0], object_ids=[], labels=[])
-        frames_only = super().__call__(no_objects, rng)
+        """Transform ``clip`` (see the class docstring); ``rng`` is not used."""
+        size = (self.resolution, self.resolution)
+        height, width = clip.frames[0].shape[:2]
+        if any(frame.shape[:2] != (height, width) for frame in clip.frames):
+            raise ValueError(f"clip '{clip.video_name}': frames differ in size")
+        if self.antialias:
+            frames = [resize_antialiased(frame, size, "bicubic") for frame in clip.frames]
+        else:
+            frames = [cv2.resize(frame, size[::-1], interpolation=cv2.INTER_LINEAR) for frame in clip.frames]
         masks = np.ascontiguousarray(clip.masks, dtype=bool)
-        return dataclasses.replace(frames_only, masks=masks, object_ids=clip.object_ids, labels=clip.labels)
+        if self.resize_masks and (height, width) != size:
+            masks = _resize_masks_nearest(masks, size)
+        return dataclasses.replace(clip, frames=self.to_tensors(frames), masks=masks)
+
+    def __repr__(self) -> str:
+        return (
+            f"EvalTransform(resolution={self.resolution}, normalize={self.normalize}, "
+            f"resize_masks={self.resize_masks}, antialias={self.antialias})"
+        )

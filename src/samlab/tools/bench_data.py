@@ -38,19 +38,23 @@ def bench_data(
     clips: int = 30,
     seed: int = 0,
     normalize: bool = False,
+    antialias: bool = False,
 ) -> dict:
     """Read and augment ``clips`` clips of ``root`` in this process on one CPU thread, after 2 warm-up clips.
 
     Clips of ``num_frames`` frames and up to ``max_num_objects`` objects are sampled from randomly chosen videos with
-    :class:`~samlab.data.sampling.ClipSampler` and transformed by ``SAM2TrainTransform(size, normalize=normalize)``
-    (``normalize=False``, the data modules' default: frames stay uint8 and are normalised on the device after the
-    transfer; True adds the float32 normalisation on the CPU). OpenCV and torch run single-threaded
-    during the measurement (their previous thread counts are restored after).
+    :class:`~samlab.data.sampling.ClipSampler` and transformed by ``SAM2TrainTransform(size, normalize=normalize,
+    antialias=antialias)`` (``normalize=False``, the data modules' default: frames stay uint8 and are normalised on
+    the device after the transfer; True adds the float32 normalisation on the CPU; ``antialias=True``: frames are
+    first shrunk as PIL does, see the transform). OpenCV and torch run single-threaded during the measurement (their
+    previous thread counts are restored after).
 
-    Returns ``{"clips_per_s_per_worker", "ms_per_clip": {"read", "transform", "total"}, "cpu_ms_per_clip", "clips",
-    "videos", "frame_size", "objects_per_clip", "format", "num_frames", "size", "normalize"}``: wall-clock rates and
-    milliseconds; ``cpu_ms_per_clip`` is the process CPU time per clip (close to the wall time on an idle machine,
-    lower when other processes share the cores); ``frame_size`` is ``[H, W]`` on disk of the first measured clip.
+    Returns ``{"clips_per_s_per_worker", "ms_per_clip": {"read", "transform", "total"}, "cpu_ms_per_clip",
+    "cpu_transform_ms_per_clip", "clips", "videos", "frame_size", "objects_per_clip", "format", "num_frames", "size",
+    "normalize", "antialias"}``: wall-clock rates and milliseconds; ``cpu_ms_per_clip`` is the process CPU time per
+    clip (close to the wall time on an idle machine, lower when other processes share the cores),
+    ``cpu_transform_ms_per_clip`` its transform part; ``frame_size`` is ``[H, W]`` on disk of the first measured
+    clip.
     """
     if format not in _READERS:
         raise ValueError(f"unknown format '{format}'; choose one of {sorted(_READERS)}")
@@ -58,12 +62,12 @@ def bench_data(
         raise ValueError(f"clips must be >= 1, got {clips}")
     reader = _READERS[format](Path(root))
     sampler = ClipSampler(num_frames=num_frames, max_num_objects=max_num_objects)
-    transform = SAM2TrainTransform(size, normalize=normalize)
+    transform = SAM2TrainTransform(size, normalize=normalize, antialias=antialias)
     rng = np.random.default_rng(seed)
     cv2_threads, torch_threads = cv2.getNumThreads(), torch.get_num_threads()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    read_s, transform_s, cpu_s, objects = 0.0, 0.0, 0.0, 0
+    read_s, transform_s, cpu_s, cpu_transform_s, objects = 0.0, 0.0, 0.0, 0.0, 0
     frame_size: list[int] = []
     try:
         for i in range(WARMUP_CLIPS + clips):
@@ -71,12 +75,13 @@ def bench_data(
             cpu_start = time.process_time()
             start = time.perf_counter()
             clip = load_clip(video, sampler.sample(video, rng))
-            read_end = time.perf_counter()
+            read_end, cpu_read_end = time.perf_counter(), time.process_time()
             transform(clip, rng)
             end = time.perf_counter()
             if i < WARMUP_CLIPS:
                 continue
             cpu_s += time.process_time() - cpu_start
+            cpu_transform_s += time.process_time() - cpu_read_end
             read_s += read_end - start
             transform_s += end - read_end
             objects += clip.num_objects
@@ -93,6 +98,7 @@ def bench_data(
             "total": 1000 * total_s / clips,
         },
         "cpu_ms_per_clip": 1000 * cpu_s / clips,
+        "cpu_transform_ms_per_clip": 1000 * cpu_transform_s / clips,
         "clips": clips,
         "videos": len(reader),
         "frame_size": frame_size,
@@ -101,4 +107,5 @@ def bench_data(
         "num_frames": num_frames,
         "size": size,
         "normalize": normalize,
+        "antialias": antialias,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from samlab.models.sam2.prompts import PromptConfig
+from samlab.models.sam2.prompts import PromptConfig, PromptPlan, plan_prompts
 
 _PINNED = {
     "num_init_cond_frames_for_train": 2,
@@ -42,11 +43,33 @@ class PinnedPlan(Callback):
         pl_module.plan_rng = np.random.default_rng(self.seed)
 
 
+class PlanRecorder(Callback):
+    """Records the prompt plan each timed training step (after ``warmup`` steps) of a SAM 2 module draws.
+
+    The plan is what ``plan_prompts`` gives for the batch with the module's ``prompts`` and a copy of its
+    ``plan_rng`` as it is when the step starts (the step draws its plan first, from that generator). Put it after
+    :class:`PinnedPlan`. ``plans``: the distinct plans seen, in order; empty for modules without ``plan_rng``.
+    """
+
+    def __init__(self, warmup: int = 5) -> None:
+        self.warmup = warmup
+        self.plans: list[PromptPlan] = []
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        rng = getattr(pl_module, "plan_rng", None)
+        if rng is None or trainer.global_step < self.warmup:
+            return
+        plan = plan_prompts(batch.num_frames, pl_module.prompts, rng=copy.deepcopy(rng), training=True)
+        if plan not in self.plans:
+            self.plans.append(plan)
+
+
 class ThroughputMeter(Callback):
     """Times training steps after ``warmup`` steps: frames (``T * B`` of each batch) per second and peak memory.
 
     Results land in ``results`` at the end of training: ``frames_per_s``, ``steps_per_s``, ``s_per_step``,
-    ``steps`` (timed), ``peak_gpu_memory_gb`` (None on CPU).
+    ``steps`` (timed), ``data_s_per_step`` (the mean time from the end of a timed step to the start of the next:
+    fetching and moving the next batch, in the timed window), ``peak_gpu_memory_gb`` (None on CPU).
     """
 
     def __init__(self, warmup: int = 5) -> None:
@@ -54,6 +77,8 @@ class ThroughputMeter(Callback):
         self.frames = 0
         self.steps = 0
         self.start: float | None = None
+        self.step_end: float | None = None
+        self.data_s = 0.0
         self.results: dict[str, Any] = {}
 
     def _sync(self, pl_module: LightningModule) -> None:
@@ -66,6 +91,8 @@ class ThroughputMeter(Callback):
             if pl_module.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(pl_module.device)
             self.start = time.perf_counter()
+        elif self.step_end is not None:
+            self.data_s += time.perf_counter() - self.step_end
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -73,6 +100,7 @@ class ThroughputMeter(Callback):
         if self.start is not None:
             self.frames += batch.num_frames * batch.batch_size
             self.steps += 1
+            self.step_end = time.perf_counter()
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._sync(pl_module)
@@ -87,6 +115,7 @@ class ThroughputMeter(Callback):
             "steps_per_s": self.steps / elapsed,
             "s_per_step": elapsed / self.steps,
             "steps": self.steps,
+            "data_s_per_step": self.data_s / max(self.steps - 1, 1),
             "peak_gpu_memory_gb": peak,
         }
 
@@ -101,11 +130,13 @@ def bench_train(
 ) -> dict[str, Any]:
     """Run ``warmup + steps`` training steps of ``config`` (a `samlab fit` YAML, with extra CLI ``overrides`` such as
     ``--data.init_args.root=...``) without validation, checkpoints or loggers, and return :class:`ThroughputMeter`'s
-    figures plus the device, precision and batch shape.
+    figures plus the device, precision, batch shape and ``prompt_plans`` (SAM 2: the distinct prompt plans of the
+    timed steps, :class:`PlanRecorder`; None for other modules).
 
-    ``pinned_plan``: a name of :data:`PINNED_PLANS` (SAM 2 recipes): every step gets that prompt plan.
-    ``cached_batch``: the first batch of the data is loaded once and given to every step, so that the figure is the
-    model step's (data loading out of the timed window).
+    ``pinned_plan``: a name of :data:`PINNED_PLANS` (SAM 2 recipes): every step gets that prompt plan
+    (``prompt_plans`` is 1). ``cached_batch``: the first batch of the data is loaded once, before the timed window,
+    and given to every step, so that the figure is the model step's (``data_s_per_step`` is then only Lightning's
+    own time between steps).
     """
     if pinned_plan is not None and pinned_plan not in PINNED_PLANS:
         raise ValueError(f"unknown pinned plan {pinned_plan!r}; expected one of {sorted(PINNED_PLANS)}")
@@ -126,20 +157,22 @@ def bench_train(
             "--trainer.callbacks=[]",
         ],
     )
-    meter = ThroughputMeter(warmup=warmup)
+    meter, recorder = ThroughputMeter(warmup=warmup), PlanRecorder(warmup=warmup)
     cli.trainer.callbacks.append(meter)
     if pinned_plan is not None:
         cli.model.prompts = PINNED_PLANS[pinned_plan]
         cli.trainer.callbacks.append(PinnedPlan())
-    if cached_batch:
-        cli.datamodule.setup("fit")
-        first = next(iter(cli.datamodule.train_dataloader()))
-        loader = torch.utils.data.DataLoader([first] * (warmup + steps), batch_size=None, collate_fn=_same)
-        cli.trainer.fit(cli.model, train_dataloaders=loader)
-    else:
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    cli.trainer.callbacks.append(recorder)
     data = cli.datamodule
+    if cached_batch:
+        data.setup("fit")
+        first = next(iter(data.train_dataloader()))
+        cached = torch.utils.data.DataLoader([first] * (warmup + steps), batch_size=None, collate_fn=_same)
+        # fit with the data module still: its batch hooks (uint8 frames normalised on the device) run as in training
+        data.train_dataloader = lambda: cached
+    cli.trainer.fit(cli.model, datamodule=data)
     return meter.results | {
+        "prompt_plans": len(recorder.plans) if hasattr(cli.model, "plan_rng") else None,
         "pinned_plan": pinned_plan,
         "cached_batch": cached_batch,
         "device": str(cli.model.device.type),
