@@ -3,14 +3,16 @@
 Both sides get the same model settings and weights, the same cached synthetic batch (3 objects visible on every
 frame), the same pinned prompt plan (both plan generators reseeded alike before every step, so the plans are the
 same draw for draw) and the same noise seed, the same precision and the same AdamW; data loading is outside the
-timed window. After warm-up, the steps are interleaved (samlab, official, samlab, ...) so that a shared machine slows
-both alike; each step (zero_grad, forward, loss, backward, optimizer step) is timed with ``synchronize`` on CUDA.
+timed window. After warm-up, the steps are interleaved, the order alternating (samlab, official, official, samlab,
+...), so that a shared machine slows both alike and neither always runs first; each step (zero_grad, forward, loss,
+backward, optimizer step) is timed with ``synchronize`` on CUDA.
 
     nice -n 10 python benchmarks/bench_train_vs_official.py --variant sam2.1_hiera_t --size 256 --steps 5
     python benchmarks/bench_train_vs_official.py --device cuda --variant sam2.1_hiera_b+ --size 1024 --precision bf16
 
 Prints one line per plan: s/step (median and min) and frames/s of each side, the ratio samlab / official, and the
-peak GPU memory on CUDA. A benchmark: it asserts nothing.
+peak GPU memory on CUDA; with ``--profile ROWS`` then a ``torch.profiler`` table of one more step per side (top ops
+by self CPU time). A benchmark: it asserts nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +49,34 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _profile(title: str, step, rows: int) -> dict[str, tuple[float, int]]:
+    """Profile one call of ``step`` on the CPU, print the ``rows`` ops with the most self CPU time and return
+    ``{op: (self CPU ms, calls)}`` of every op."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    averages = prof.key_averages()
+    print(f"--- profile: {title} ---\n{averages.table(sort_by='self_cpu_time_total', row_limit=rows)}", flush=True)
+    return {event.key: (event.self_cpu_time_total / 1000, event.count) for event in averages}
+
+
+def _print_profile_difference(title: str, ours: dict, theirs: dict, rows: int) -> None:
+    """The ``rows`` ops where samlab's profiled step spends the most self CPU time more than the official's."""
+    names = set(ours) | set(theirs)
+    delta = {n: ours.get(n, (0.0, 0))[0] - theirs.get(n, (0.0, 0))[0] for n in names}
+    lines = [f"--- samlab - official, self CPU ms (calls): {title} ---"]
+    lines.append(f"total {sum(v[0] for v in ours.values()):.0f} - {sum(v[0] for v in theirs.values()):.0f}")
+    for name in sorted(names, key=lambda n: -delta[n])[:rows]:
+        (ms, calls), (their_ms, their_calls) = ours.get(name, (0.0, 0)), theirs.get(name, (0.0, 0))
+        lines.append(f"{delta[name]:+9.1f}  {name[:60]:60s} {ms:9.1f} ({calls}) vs {their_ms:9.1f} ({their_calls})")
+    counts = {n: (ours.get(n, (0.0, 0))[1], theirs.get(n, (0.0, 0))[1]) for n in names}
+    differ = sorted((n for n in names if counts[n][0] != counts[n][1]), key=lambda n: -abs(delta[n]))
+    lines.append(f"ops called a different number of times ({len(differ)} of {len(names)}): samlab vs official calls")
+    lines += [f"{delta[n]:+9.1f}  {n[:60]:60s} {counts[n][0]} vs {counts[n][1]}" for n in differ[:rows]]
+    print("\n".join(lines), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default="sam2.1_hiera_t")
@@ -60,6 +90,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=("32", "bf16"), default="32", help="bf16: bf16 autocast, as bf16-mixed")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="ROWS",
+        help="after the timed steps, profile one more step per side (torch.profiler) and print its top ROWS ops",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -126,7 +163,8 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         for step in range(args.warmup, args.warmup + args.steps):
-            for side in sides.values():  # interleaved: A, B, A, B, ...
+            order = list(sides.values()) if step % 2 == 0 else list(sides.values())[::-1]
+            for side in order:  # interleaved, the order alternating (A B, B A, ...): neither side always goes first
                 side["times"].append(side["timed"](step))
         frames = num_frames * args.batch_size
         result = {"plan": plan_name, "variant": args.variant, "size": args.size, "frames": num_frames}
@@ -141,6 +179,12 @@ def main() -> None:
         if device.type == "cuda":
             result["peak_gpu_memory_gb_both_sides"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
         print(json.dumps(result) if args.json else "  ".join(f"{k}={v}" for k, v in result.items()), flush=True)
+        if args.profile:
+            profiles = {
+                name: _profile(f"{plan_name} {name}", lambda side=side: side["timed"](args.warmup), args.profile)
+                for name, side in sides.items()
+            }
+            _print_profile_difference(plan_name, profiles["samlab"], profiles["official"], args.profile)
         del module, oracle, sides
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -155,6 +156,28 @@ def test_segment_video_output_size_and_absent_objects(model: nn.Module) -> None:
     # The prompt is resized to the output by nearest neighbour: the 8x8 square becomes 16x16.
     assert masks[0, 0].sum() == 256 and masks[0, 0, 8:24, 8:24].all()
     assert not masks[:, 1].any()  # never visible: never predicted
+
+
+def test_segment_video_resizes_frames_as_the_video_predictor(model: nn.Module) -> None:
+    """Frames of another size are resized as SAM2VideoPredictor's loader (PIL bicubic, antialiased) would: the masks
+    equal those of frames resized by PIL first (up to PIL's rounding to uint8)."""
+    from samlab.data.transforms import normalize_images
+
+    model.eval()
+    generator = np.random.default_rng(5)
+    smooth = cv2.resize(generator.integers(0, 256, (12, 20, 3), dtype=np.uint8), (160, 96), cv2.INTER_CUBIC)
+    frames = np.stack([np.roll(smooth, 4 * t, axis=1) for t in range(3)])
+    gt = torch.zeros(3, 1, 96, 160, dtype=torch.bool)
+    gt[0, 0, 20:70, 30:110] = True
+
+    def to_tensor(arrays: np.ndarray) -> torch.Tensor:
+        return normalize_images(torch.from_numpy(np.ascontiguousarray(arrays)).permute(0, 3, 1, 2))
+
+    pil = np.stack([np.asarray(Image.fromarray(f).resize((SIZE, SIZE), Image.BICUBIC)) for f in frames])
+    raw = segment_video(model, to_tensor(frames), gt, non_overlapping=False)
+    resized = segment_video(model, to_tensor(pil), gt, non_overlapping=False)
+    assert raw[1:].any()
+    assert (raw != resized).float().mean() < 0.01
 
 
 def test_predict_batch_at_original_size(model: nn.Module) -> None:

@@ -245,9 +245,9 @@ def segment_video(
     """Semi-supervised VOS on one video with a ``SAM2Base`` ``model`` in eval mode, as SAM 2's VOS inference.
 
     ``images``: ``[T, 3, H, W]`` float normalised frames; they are resized to the model's square ``image_size`` when
-    they have another size (as SAM 2's own inference does). ``gt_masks``: ``[T, O, H', W']`` bool; only each
-    object's mask on its first visible frame is used, as the prompt. ``output_size``: ``(h, w)`` of the returned
-    masks, default ``(H', W')``.
+    they have another size (bicubic, antialiased: PIL's resize, as SAM 2's video predictor loads frames).
+    ``gt_masks``: ``[T, O, H', W']`` bool; only each object's mask on its first visible frame is used, as the prompt.
+    ``output_size``: ``(h, w)`` of the returned masks, default ``(H', W')``.
 
     Returns ``[T, O, h, w]`` bool: all false before an object's prompt frame, the prompt mask itself on it (resized
     by nearest neighbour), and SAM 2's tracked mask (low-resolution logits upsampled bilinearly, > 0) after.
@@ -368,7 +368,8 @@ def _encode_frames(
     in SAM 2's flattened ``[HW, 1, C]`` layout."""
     chunk = images[begin:end]
     if chunk.shape[-2:] != (size, size):
-        chunk = F.interpolate(chunk, (size, size), mode="bilinear", align_corners=False, antialias=True)
+        # bicubic with antialiasing: PIL's Image.resize, as SAM2VideoPredictor loads frames (and EvalTransform)
+        chunk = F.interpolate(chunk, (size, size), mode="bicubic", align_corners=False, antialias=True)
     backbone_out = model.forward_image(chunk)
     _, vision_feats, vision_pos, feat_sizes = model._prepare_backbone_features(backbone_out)
     return {
