@@ -254,8 +254,9 @@ def test_image_without_instances_raises_or_is_skipped(tmp_path):
     data["annotations"] = [a for a in data["annotations"] if a["image_id"] != 1]
     ann_file.write_text(json.dumps(data))
     reader = COCOReader(ann_file, tmp_path / "images")
-    with pytest.raises(DataError, match=r"instances\.json: image .im0. has no instance"):
+    with pytest.raises(DataError, match=r"instances\.json: image .im0. has no instance") as info:
         PairDataset(reader, 64)[0]
+    assert "skip_bad_samples: true" in str(info.value)
     sample = PairDataset(reader, 64, skip_bad_samples=True)[0]
     assert sample.skipped >= 1 and sample.name == "im1"
 

@@ -20,7 +20,7 @@ from samlab.data.formats.base import Video
 from samlab.data.pairs.augment import PairAugment, fit_params, render_view
 from samlab.data.pairs.batch import PairSample, View
 from samlab.data.sampling import read_annotated_frame
-from samlab.errors import DataError
+from samlab.errors import DataError, with_skip_hint
 from samlab.masks import masks_to_boxes
 
 
@@ -157,7 +157,10 @@ class PairDataset(Dataset):
     def __getitem__(self, key: int | SampleKey) -> PairSample:
         index, epoch, rank = (key, 0, 0) if isinstance(key, int) else key
         if not self.skip_bad_samples:
-            return self.load(index, self._rng(index, epoch, rank, 0))
+            try:
+                return self.load(index, self._rng(index, epoch, rank, 0))
+            except DataError as err:
+                raise with_skip_hint(err) from None
         sample, skipped = retry_bad_samples(
             self.load, index, lambda attempt: self._rng(index, epoch, rank, attempt), len(self), self.max_skip_retries
         )
