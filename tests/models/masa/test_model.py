@@ -125,6 +125,25 @@ def test_embed_head_and_matching_accuracy():
     assert matching_accuracy(key, ref, torch.tensor([4, 5, 3]), torch.tensor([4, 5])) == (0, 2)
 
 
+def test_embed_head_initialisation_is_mmdets():
+    """MASA's embed head is mmdet's ``QuasiDenseEmbedHead``: Xavier-uniform fc (bias 0), ``fc_embed`` normal std 0.01
+    (bias 0), mmcv ``ConvModule`` convs Kaiming-normal fan-out (ReLU), GroupNorm 1 / 0."""
+    torch.manual_seed(0)
+    head = EmbedHead(64, conv_channels=64, fc_channels=256, embed_channels=128)
+    convs = [m for m in head.convs if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 4 and all(c.bias is None for c in convs)
+    for conv in convs:  # kaiming normal, fan_out = 64 * 3 * 3: std sqrt(2 / 576) = 0.0589
+        assert conv.weight.std().item() == pytest.approx((2 / 576) ** 0.5, rel=0.03)
+    for norm in (m for m in head.convs if isinstance(m, torch.nn.GroupNorm)):
+        assert norm.num_groups == 32 and bool((norm.weight == 1).all()) and bool((norm.bias == 0).all())
+    fc = head.fc[1]
+    bound = (6 / (64 * 49 + 256)) ** 0.5  # xavier uniform: U(-b, b), b = sqrt(6 / (fan_in + fan_out)) = 0.0421
+    assert fc.weight.abs().max().item() <= bound and fc.weight.abs().max().item() > 0.99 * bound
+    assert fc.weight.std().item() == pytest.approx(bound / 3**0.5, rel=0.01)
+    assert bool((fc.bias == 0).all()) and bool((head.embed.bias == 0).all())
+    assert head.embed.weight.std().item() == pytest.approx(0.01, rel=0.03)
+
+
 def test_model_losses_train_every_head():
     torch.manual_seed(0)
     model = MASAModel(

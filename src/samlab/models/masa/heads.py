@@ -127,6 +127,10 @@ class EmbedHead(nn.Module):
     """QDTrack/MASA embedding head: ``[N, C, 7, 7]`` RoI features → 4 convs (GroupNorm, ReLU) → fc 1024 → 256-d.
 
     Returns ``[N, embed_channels]`` unnormalised embeddings (the tracker takes dot products and cosines).
+    Initialised as mmdet's ``QuasiDenseEmbedHead`` in MASA: convs Kaiming-normal (fan-out, ReLU; mmcv's
+    ``ConvModule``), GroupNorm weight 1 and bias 0, the fc layers Xavier-uniform with zero bias, the last layer
+    normal with std 0.01 and zero bias. The fc's scale sets the scale of the untrained embeddings, hence how sharp
+    the dot-product softmax of the contrastive loss and of the tracker is at the start of training.
     """
 
     def __init__(
@@ -152,6 +156,16 @@ class EmbedHead(nn.Module):
             nn.Flatten(), nn.Linear(width * roi_size * roi_size, fc_channels), nn.ReLU(inplace=True)
         )
         self.embed = nn.Linear(fc_channels, embed_channels)
+        for module in self.convs.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.GroupNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        for module in self.fc.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
         nn.init.normal_(self.embed.weight, 0.0, 0.01)
         nn.init.zeros_(self.embed.bias)
 
