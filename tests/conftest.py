@@ -64,6 +64,17 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def deterministic_torch():
+    """Run the test with ``torch.use_deterministic_algorithms(True)`` (restored after): the training proofs."""
+    import torch
+
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(before)
+
+
 # What Lightning's DDP strategies write into os.environ (and what a launched rank reads back: with LOCAL_RANK set, a
 # new `ddp` run believes its processes were created externally and waits for ranks that never start).
 DISTRIBUTED_ENV = ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "NODE_RANK", "RANK", "GROUP_RANK", "WORLD_SIZE")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tests.models.sam2.tiny import SIZE, SMALL
 
 from samlab.cli import main
 from samlab.errors import DataError
@@ -30,13 +31,6 @@ from samlab.tools.bench_memory import (
     synthetic_batch,
 )
 
-SIZE = 64
-SMALL = [
-    "++model.image_encoder.trunk.embed_dim=32",
-    "++model.image_encoder.neck.backbone_channel_list=[256,128,64,32]",
-    "++model.memory_attention.num_layers=1",
-    "++model.memory_attention.layer.dim_feedforward=256",
-]
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 

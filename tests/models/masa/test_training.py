@@ -54,15 +54,6 @@ STEPS_PER_EPOCH = 25
 MARGIN = 5.0  # points of IDF1 and of AssA (smallest measured gain over seeds 0-4: 7.7)
 
 
-@pytest.fixture
-def deterministic_torch():
-    """Deterministic kernels for the test (restored after)."""
-    before = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    yield
-    torch.use_deterministic_algorithms(before)
-
-
 def _scores(module, mot_root, out):
     for seq in sorted(p.name for p in mot_root.iterdir()):
         frames = list_frames(mot_root / seq / "img1")

@@ -24,15 +24,6 @@ SIZE = 128
 SEEDS = [int(s) for s in os.environ.get("SAMLAB_SAM_PROOF_SEEDS", "0").split(",")]
 
 
-@pytest.fixture
-def deterministic_torch():
-    """Deterministic kernels for the test (restored after)."""
-    before = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    yield
-    torch.use_deterministic_algorithms(before)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_box_fine_tune_raises_heldout_segm_ap(seed, tmp_path, deterministic_torch):
